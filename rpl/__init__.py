@@ -1,0 +1,7 @@
+"""rpl: region-based semantic segmentation with end-to-end training (Caesar et al., ECCV 2016)."""
+
+from . import data, metrics, viz
+from .config import quick_mode
+
+__version__ = "0.1.0"
+__all__ = ["data", "metrics", "viz", "quick_mode", "__version__"]

@@ -1,0 +1,97 @@
+"""Figures: one fixed colour per class, reused by every notebook and figure."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["SIFTFLOW_PALETTE", "palette", "colorize", "overlay", "legend"]
+
+# Row k is the colour of class k; row 0 (void) is black. Chosen so that related classes
+# (sky/sea/river, tree/plant/grass) are alike in hue yet distinguishable.
+SIFTFLOW_PALETTE = np.array(
+    [
+        (0, 0, 0),  # void
+        (190, 120, 60),  # awning
+        (150, 80, 140),  # balcony
+        (255, 230, 0),  # bird
+        (0, 140, 140),  # boat
+        (120, 110, 90),  # bridge
+        (70, 70, 70),  # building
+        (0, 60, 100),  # bus
+        (0, 0, 142),  # car
+        (180, 90, 200),  # cow
+        (255, 255, 255),  # crosswalk
+        (250, 210, 140),  # desert
+        (160, 60, 20),  # door
+        (190, 153, 153),  # fence
+        (170, 200, 80),  # field
+        (100, 220, 60),  # grass
+        (250, 250, 190),  # moon
+        (130, 90, 50),  # mountain
+        (220, 20, 60),  # person
+        (60, 160, 60),  # plant
+        (153, 153, 153),  # pole
+        (0, 170, 200),  # river
+        (128, 64, 128),  # road
+        (100, 100, 60),  # rock
+        (194, 178, 128),  # sand
+        (0, 90, 160),  # sea
+        (244, 35, 232),  # sidewalk
+        (220, 220, 0),  # sign
+        (135, 206, 235),  # sky
+        (200, 120, 200),  # staircase
+        (250, 170, 30),  # streetlight
+        (255, 120, 0),  # sun
+        (20, 110, 20),  # tree
+        (255, 160, 160),  # window
+    ],
+    dtype=np.uint8,
+)
+
+
+def palette(num_classes: int) -> np.ndarray:
+    """uint8[C + 1, 3] colours for labels 0..C: SIFT Flow's for C = 33, else PASCAL VOC's
+    bit-interleaved palette (distinct for up to 255 classes)."""
+    if num_classes == len(SIFTFLOW_PALETTE) - 1:
+        return SIFTFLOW_PALETTE
+    k = np.arange(num_classes + 1)
+    colours = np.zeros((num_classes + 1, 3), dtype=np.int64)
+    for bit in range(8):
+        for channel in range(3):
+            colours[:, channel] |= ((k >> (3 * bit + channel)) & 1) << (7 - bit)
+    return colours.astype(np.uint8)
+
+
+def colorize(label, colours: np.ndarray | None = None, num_classes: int = 33) -> np.ndarray:
+    """uint8[H, W, 3]: each label painted in its class colour (void black)."""
+    label = np.asarray(label)
+    colours = palette(num_classes) if colours is None else np.asarray(colours)
+    if label.size and (label.min() < 0 or label.max() >= len(colours)):
+        raise ValueError(f"label values must lie in 0..{len(colours) - 1}")
+    return colours[label]
+
+
+def overlay(image, label, alpha: float = 0.5, colours=None, num_classes: int = 33) -> np.ndarray:
+    """uint8[H, W, 3]: ``image`` blended with the label colours; void pixels left as they are."""
+    image = np.asarray(image, dtype=np.float32)
+    label = np.asarray(label)
+    if image.shape[:2] != label.shape:
+        raise ValueError(f"image is {image.shape[:2]} but label is {label.shape}")
+    painted = colorize(label, colours, num_classes).astype(np.float32)
+    blend = np.where((label > 0)[..., None], (1 - alpha) * image + alpha * painted, image)
+    return np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+
+
+def legend(ax, classes, labels=None, colours=None, **kwargs):
+    """Add a legend of class colours to a matplotlib axis: all classes, or those in ``labels``."""
+    from matplotlib.patches import Patch
+
+    colours = palette(len(classes)) if colours is None else np.asarray(colours)
+    shown = range(1, len(classes) + 1)
+    if labels is not None:
+        shown = [k for k in np.unique(np.asarray(labels)) if k > 0]
+    handles = [Patch(color=colours[k] / 255, label=classes[k - 1]) for k in shown]
+    kwargs.setdefault("loc", "center left")
+    kwargs.setdefault("bbox_to_anchor", (1.0, 0.5))
+    kwargs.setdefault("fontsize", "small")
+    return ax.legend(handles=handles, **kwargs)
