@@ -9,6 +9,7 @@ folder and only then renamed into place.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -125,9 +126,18 @@ def _download(archive: Archive, dest: Path, timeout: float, progress: bool) -> N
                 desc=archive.filename,
                 disable=not progress,
             ) as bar:
-                while chunk := response.read(CHUNK):
-                    f.write(chunk)
-                    bar.update(len(chunk))
+                try:
+                    while chunk := response.read(CHUNK):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+                    error = None
+                except (http.client.HTTPException, OSError) as e:
+                    error = e
+                if error is not None or (total is not None and f.tell() < total):
+                    raise DownloadError(
+                        f"{archive.url}: interrupted after {f.tell()} of {total or '?'} bytes "
+                        f"({error or 'connection closed'}); run the same command again to resume"
+                    ) from error
     size = part.stat().st_size
     if archive.size is not None and size != archive.size:
         if size > archive.size:
@@ -206,7 +216,7 @@ def fetch(
         if not dest.exists():
             try:
                 _download(archive, dest, timeout, progress)
-            except (urllib.error.URLError, OSError) as e:
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
                 reason = getattr(e, "reason", e)
                 raise DownloadError(
                     f"could not download {archive.url}: {reason}. {_by_hand(source, target)}"
