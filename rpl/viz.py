@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["SIFTFLOW_PALETTE", "palette", "colorize", "overlay", "legend"]
+__all__ = [
+    "SIFTFLOW_PALETTE", "palette", "colorize", "overlay", "legend", "plot_class_frequencies",
+    "label_grid", "save_figure", "setup_notebook",
+]
 
 # Row k is the colour of class k; row 0 (void) is black. Chosen so that related classes
 # (sky/sea/river, tree/plant/grass) are alike in hue yet distinguishable.
@@ -95,3 +101,62 @@ def legend(ax, classes, labels=None, colours=None, **kwargs):
     kwargs.setdefault("bbox_to_anchor", (1.0, 0.5))
     kwargs.setdefault("fontsize", "small")
     return ax.legend(handles=handles, **kwargs)
+
+
+def plot_class_frequencies(ax, counts, classes, label=None, **kwargs):
+    """Bar chart of class pixel frequencies on a log scale (``counts``: int[C + 1], 0 = void)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    freq = counts[1:] / counts.sum()
+    ax.bar(np.arange(len(classes)), np.where(freq > 0, freq, np.nan), label=label, **kwargs)
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(classes)), classes, rotation=90)
+    ax.set_ylabel("fraction of all pixels")
+    ax.set_xlim(-0.6, len(classes) - 0.4)
+    return ax
+
+
+def label_grid(rows, titles=None, row_titles=None, size=2.2):
+    """A figure showing ``rows`` of images (H×W×3) or label maps (H×W, painted in the palette).
+
+    Args:
+        rows: list of lists; every row holds the same number of panels.
+        titles: column titles; row_titles: one per row (e.g. the image name).
+    """
+    import matplotlib.pyplot as plt
+
+    ncols = len(rows[0])
+    fig, axes = plt.subplots(
+        len(rows), ncols, figsize=(size * ncols, size * len(rows)), squeeze=False
+    )
+    for r, row in enumerate(rows):
+        for c, panel in enumerate(row):
+            panel = np.asarray(panel)
+            ax = axes[r, c]
+            ax.imshow(colorize(panel) if panel.ndim == 2 else panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if titles is not None and r == 0:
+                ax.set_title(titles[c], fontsize="small")
+            if row_titles is not None and c == 0:
+                ax.set_ylabel(row_titles[r], fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path, dpi: int = 150) -> None:
+    """Save ``fig`` to ``path`` atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def setup_notebook(dpi: int = 72) -> None:
+    """Inline figures for the notebooks: small JPEGs, so committed notebooks stay light
+    (full-resolution copies go to ``figures/`` through :func:`save_figure`)."""
+    import matplotlib.pyplot as plt
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    set_matplotlib_formats("jpeg")
+    plt.rcParams["figure.dpi"] = dpi

@@ -7,7 +7,7 @@ from .base import Sample, SegmentationDataset, data_root
 from .download import SOURCES, DownloadError, fetch
 from .folder import ImageFolder
 from .pascal_context import PASCAL_CONTEXT_CLASSES, PascalContext
-from .siftflow import SIFTFLOW_CLASSES, SiftFlow
+from .siftflow import SIFTFLOW_CLASSES, SiftFlow, scene_category
 
 __all__ = [
     "Sample",
@@ -15,6 +15,7 @@ __all__ = [
     "data_root",
     "SiftFlow",
     "SIFTFLOW_CLASSES",
+    "scene_category",
     "PascalContext",
     "PASCAL_CONTEXT_CLASSES",
     "ImageFolder",

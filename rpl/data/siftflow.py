@@ -19,7 +19,7 @@ import scipy.io
 
 from .base import SegmentationDataset, data_root, missing_dataset_error
 
-__all__ = ["SiftFlow", "SIFTFLOW_CLASSES"]
+__all__ = ["SiftFlow", "SIFTFLOW_CLASSES", "scene_category"]
 
 SIFTFLOW_CLASSES = [
     "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow",
@@ -30,6 +30,11 @@ SIFTFLOW_CLASSES = [
 
 _SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
 _TEST_LIST = "TestSet1.txt"
+
+
+def scene_category(name: str) -> str:
+    """The scene category of a SIFT Flow image (``"coast_arnat59"`` -> ``"coast"``)."""
+    return name.split("_", 1)[0]
 
 
 class SiftFlow(SegmentationDataset):

@@ -1,0 +1,33 @@
+# Two entry points: `make reproduce` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rpl-installed
+QUICK ?= 0
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: reproduce test venv
+
+venv: $(STAMP)
+
+# Reinstalled when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+# Unit tests and every notebook (nbval: each cell must run; cells tagged
+# nbval-check-output must reproduce their committed output), in quick mode.
+test: $(STAMP)
+	RPL_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
+
+# The reproduction, so far: check the data, then run the notebooks in order on the real data,
+# writing their outputs in place and their figures to figures/. QUICK=1 for the small version.
+reproduce: $(STAMP)
+	@$(PY) -c "import rpl; ds = rpl.data.SiftFlow('test'); print('SIFT Flow found:', ds.root)"
+	@for nb in $(NOTEBOOKS); do \
+		echo "== running $$nb (RPL_QUICK=$(QUICK))"; \
+		RPL_QUICK=$(QUICK) $(PY) -m jupyter nbconvert --to notebook --execute --inplace $$nb || exit 1; \
+	done
+	@echo "== done: notebooks/ hold the outputs, figures/ the figures"
