@@ -25,7 +25,7 @@ test: $(STAMP)
 # The reproduction, so far: check the data, then run the notebooks in order on the real data,
 # writing their outputs in place and their figures to figures/. QUICK=1 for the small version.
 reproduce: $(STAMP)
-	@$(PY) -c "import rpl; ds = rpl.data.SiftFlow('test'); print('SIFT Flow found:', ds.root)"
+	@$(PY) -m rpl check siftflow
 	@for nb in $(NOTEBOOKS); do \
 		echo "== running $$nb (RPL_QUICK=$(QUICK))"; \
 		RPL_QUICK=$(QUICK) $(PY) -m jupyter nbconvert --to notebook --execute --inplace $$nb || exit 1; \

@@ -125,3 +125,13 @@ def test_bad_split_and_index(tmp_path):
         ds[2]
     with pytest.raises(TypeError):
         ds["coast_a"]
+
+
+def test_cli_check(tmp_path, capsys):
+    from rpl.__main__ import main
+
+    write_siftflow_tree(tmp_path)
+    assert main(["check", "siftflow", "--root", str(tmp_path)]) == 0
+    assert "siftflow: 2 train / 1 test images, 33 classes" in capsys.readouterr().out
+    assert main(["check", "siftflow", "--root", str(tmp_path / "none")]) == 1
+    assert "rpl check: SIFT Flow not found" in capsys.readouterr().err
