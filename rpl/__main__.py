@@ -36,6 +36,41 @@ def _check(args) -> int:
     return 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def _proposals(args) -> int:
+    from .proposals import COLOR_SPACES, DEFAULT_CONFIGS, ProposalCache
+
+    cls, splits = DATASETS[args.dataset]
+    color_spaces = tuple(c.strip() for c in args.color_spaces.split(",") if c.strip())
+    unknown = set(color_spaces) - set(COLOR_SPACES)
+    if unknown or not color_spaces:
+        print(f"rpl proposals: --color-spaces takes a list from {COLOR_SPACES}", file=sys.stderr)
+        return 2
+    try:
+        sets = [cls(s, root=args.root) for s in (splits if args.split == "all" else [args.split])]
+    except (FileNotFoundError, ValueError) as e:
+        print(f"rpl proposals: {e}", file=sys.stderr)
+        return 1
+    config = DEFAULT_CONFIGS[args.dataset]
+    for ds in sets:
+        cache = ProposalCache(ds, config, root=args.cache)
+        stats = cache.build(color_spaces, shard=args.shard, workers=args.workers)
+        print(
+            f"{args.dataset} {ds.split}: {stats['computed']} computed, {stats['cached']} already "
+            f"cached, {stats['seconds']:.1f} s -> {cache.folder}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rpl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dataset", choices=sorted(DATASETS))
     check.add_argument("--root", help="data root (default: $RPL_DATA)")
     check.set_defaults(run=_check)
+    prop = commands.add_parser(
+        "proposals", help="Selective Search for a whole data set into the cache (resumable)"
+    )
+    prop.add_argument("--dataset", choices=sorted(DATASETS), default="siftflow")
+    prop.add_argument("--split", default="all", help="train, test/val, or all (default)")
+    prop.add_argument("--color-spaces", default="rgb,hsv,lab", help="comma-separated")
+    prop.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: this job's share")
+    prop.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    prop.add_argument("--root", help="data root (default: $RPL_DATA)")
+    prop.add_argument("--cache", help="cache root (default: $RPL_CACHE or ./cache)")
+    prop.set_defaults(run=_proposals)
     return parser
 
 

@@ -1,0 +1,18 @@
+"""Region proposals: Selective Search with free-form masks, and the RegionSet they come in."""
+
+from .cache import DEFAULT_CONFIGS, ProposalCache, ProposalConfig, cache_root
+from .felzenszwalb import felzenszwalb
+from .regions import RegionSet
+from .selective_search import COLOR_SPACES, SIMILARITIES, selective_search
+
+__all__ = [
+    "RegionSet",
+    "selective_search",
+    "felzenszwalb",
+    "COLOR_SPACES",
+    "SIMILARITIES",
+    "ProposalCache",
+    "ProposalConfig",
+    "DEFAULT_CONFIGS",
+    "cache_root",
+]

@@ -1,0 +1,308 @@
+"""RegionSet: the one representation of an image's regions that every later stage uses.
+
+An image is partitioned into *cells* (``superpixels``: Felzenszwalb superpixels for Selective
+Search; after :meth:`RegionSet.with_ground_truth`, the *atoms* — superpixel ∩ ground-truth
+segment, the unit of the paper's efficient loss, Sec. 3.5). Every region is a union of cells,
+stored as a sparse region × cell membership matrix, so masks, boxes, areas and the
+region-to-pixel layer's atom × region membership all come from the same two arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import ndimage
+
+__all__ = ["RegionSet"]
+
+
+class RegionSet:
+    """Regions of one image as unions of cells.
+
+    Args:
+        superpixels (ndarray[H, W] int): the cells, labelled 0..S-1 (every label used).
+        membership (sparse or dense [R, S] bool): region r contains cell s.
+        cell_labels (ndarray[S] int, optional): ground-truth label of each cell, when the cells
+            are atoms (0 = void).
+        is_ground_truth (ndarray[R] bool, optional): which regions are ground-truth segments.
+        params (dict, optional): how the regions were made (saved with them).
+
+    Attributes:
+        boxes (ndarray[R, 4] int64): x1, y1, x2, y2 of each region, inclusive pixel
+            coordinates (torchvision's box convention).
+        areas (ndarray[R] int64): pixels per region.
+    """
+
+    def __init__(self, superpixels, membership, cell_labels=None, is_ground_truth=None, params=None):
+        superpixels = np.asarray(superpixels)
+        if superpixels.ndim != 2 or superpixels.size == 0:
+            raise ValueError(f"superpixels must be a non-empty H×W label map, got {superpixels.shape}")
+        if superpixels.dtype.kind not in "iu" or superpixels.min() < 0:
+            raise ValueError("superpixels must hold non-negative integer labels")
+        self.superpixels = superpixels.astype(np.int32, copy=False)
+        num_cells = int(self.superpixels.max()) + 1
+        self.cell_areas = np.bincount(self.superpixels.ravel(), minlength=num_cells)
+        if np.any(self.cell_areas == 0):
+            raise ValueError("superpixels must use every label 0..S-1")
+        self.membership = sp.csr_array(membership, dtype=bool)
+        self.membership.sum_duplicates()
+        self.membership.sort_indices()
+        if self.membership.shape[1] != num_cells:
+            raise ValueError(
+                f"membership has {self.membership.shape[1]} columns for {num_cells} cells"
+            )
+        if np.any(np.diff(self.membership.indptr) == 0):
+            raise ValueError("every region must contain at least one cell")
+        r = self.membership.shape[0]
+        self.cell_labels = None if cell_labels is None else np.asarray(cell_labels, dtype=np.int64)
+        if self.cell_labels is not None and self.cell_labels.shape != (num_cells,):
+            raise ValueError(f"cell_labels must have shape ({num_cells},)")
+        self.is_ground_truth = (
+            np.zeros(r, dtype=bool) if is_ground_truth is None else np.asarray(is_ground_truth, bool)
+        )
+        if self.is_ground_truth.shape != (r,):
+            raise ValueError(f"is_ground_truth must have shape ({r},)")
+        self.params = dict(params or {})
+        self.areas = self.membership.astype(np.int64) @ self.cell_areas
+        self.boxes = self._region_boxes()
+
+    # --- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_cells(cls, superpixels, regions: Sequence[np.ndarray], **kwargs) -> "RegionSet":
+        """Regions given as lists of cell indices."""
+        indptr = np.concatenate([[0], np.cumsum([len(c) for c in regions])]).astype(np.int64)
+        indices = np.concatenate(regions).astype(np.int64) if regions else np.zeros(0, np.int64)
+        num_cells = int(np.max(superpixels)) + 1
+        membership = sp.csr_array(
+            (np.ones(len(indices), bool), indices, indptr), shape=(len(regions), num_cells)
+        )
+        return cls(superpixels, membership, **kwargs)
+
+    @classmethod
+    def from_superpixels(cls, superpixels) -> "RegionSet":
+        """Non-overlapping regions: each superpixel is one region (Sec. 4.3's ablation)."""
+        n = int(np.max(superpixels)) + 1
+        return cls(superpixels, sp.identity(n, dtype=bool, format="csr"), params={"kind": "superpixels"})
+
+    @classmethod
+    def from_boxes(cls, boxes, shape) -> "RegionSet":
+        """Purely rectangular regions (Table 4's "rectangles" row): every region is a box.
+
+        The cells are the pieces of the image that the boxes cut it into (pixels inside
+        exactly the same boxes), so region-to-pixel works unchanged.
+
+        Args:
+            boxes (array[R, 4] int): x1, y1, x2, y2, inclusive, inside the image.
+            shape: (H, W).
+        """
+        boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        h, w = shape
+        if len(boxes) == 0:
+            raise ValueError("from_boxes needs at least one box")
+        bad = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] >= w) | (boxes[:, 3] >= h)
+        bad |= (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+        if bad.any():
+            raise ValueError(f"box {boxes[np.argmax(bad)].tolist()} is empty or outside {h}×{w}")
+        bits = np.zeros((h, w, (len(boxes) + 7) // 8), dtype=np.uint8)
+        for i, (x1, y1, x2, y2) in enumerate(boxes):
+            bits[y1 : y2 + 1, x1 : x2 + 1, i // 8] |= np.uint8(1 << (7 - i % 8))
+        codes, cells = np.unique(bits.reshape(h * w, -1), axis=0, return_inverse=True)
+        inside = np.unpackbits(codes, axis=1)[:, : len(boxes)].astype(bool)  # [S, R]
+        return cls(cells.reshape(h, w), inside.T, params={"kind": "boxes"})
+
+    def subset(self, index) -> "RegionSet":
+        """The regions selected by ``index`` (indices or a bool mask), same cells."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        return RegionSet(
+            self.superpixels,
+            self.membership[index],
+            self.cell_labels,
+            self.is_ground_truth[index],
+            self.params,
+        )
+
+    def with_params(self, params: dict) -> "RegionSet":
+        self.params = dict(params)
+        return self
+
+    def with_ground_truth(self, label) -> "RegionSet":
+        """For training: add the ground-truth regions and split the cells into atoms.
+
+        Ground-truth regions are the 8-connected components of each class. Atoms are the
+        non-empty intersections of a cell with a ground-truth component (or with the void
+        pixels), so each atom has one label, the atoms partition the image, and every region —
+        proposal or ground truth — is a union of atoms (the paper's Sec. 3.5).
+
+        Args:
+            label (ndarray[H, W] int): ground truth, 0 = void.
+
+        Returns:
+            RegionSet whose cells are the atoms (``cell_labels`` gives their labels); the
+            proposals come first, then the ground-truth regions (``is_ground_truth``).
+        """
+        label = np.asarray(label)
+        if label.shape != self.superpixels.shape:
+            raise ValueError(f"label is {label.shape}, regions are {self.superpixels.shape}")
+        if label.dtype.kind not in "iu" or label.min() < 0:
+            raise ValueError("label must hold non-negative integer classes (0 = void)")
+        components = np.zeros(label.shape, dtype=np.int64)
+        count = 0
+        for c in np.unique(label[label > 0]):
+            comp, k = ndimage.label(label == c, structure=np.ones((3, 3), bool))
+            components[comp > 0] = comp[comp > 0] + count
+            count += k
+        key = self.superpixels.astype(np.int64) * (count + 1) + components
+        codes, atoms = np.unique(key.ravel(), return_inverse=True)
+        atoms = atoms.reshape(label.shape)
+        atom_cell = codes // (count + 1)
+        atom_component = codes % (count + 1)
+        atom_labels = np.zeros(len(codes), dtype=np.int64)
+        atom_labels[atoms.ravel()] = label.ravel()
+        proposals = self.membership[:, atom_cell]  # a proposal holds every atom of its cells
+        gt_rows = atom_component[atom_component > 0] - 1
+        gt = sp.csr_array(
+            (np.ones(len(gt_rows), bool), (gt_rows, np.flatnonzero(atom_component > 0))),
+            shape=(count, len(codes)),
+        )
+        return RegionSet(
+            atoms,
+            sp.vstack([proposals, gt], format="csr"),
+            cell_labels=atom_labels,
+            is_ground_truth=np.concatenate([self.is_ground_truth, np.ones(count, bool)]),
+            params=self.params,
+        )
+
+    # --- views -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.membership.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the image."""
+        return self.superpixels.shape
+
+    @property
+    def num_cells(self) -> int:
+        return self.membership.shape[1]
+
+    def cells(self, i: int) -> np.ndarray:
+        """The cell indices of region ``i``."""
+        m = self.membership
+        return m.indices[m.indptr[i] : m.indptr[i + 1]]
+
+    def mask(self, i: int) -> np.ndarray:
+        """bool[H, W]: the pixels of region ``i``."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"region {i} out of range for {len(self)} regions")
+        inside = np.zeros(self.num_cells, dtype=bool)
+        inside[self.cells(i % len(self))] = True
+        return inside[self.superpixels]
+
+    def masks(self) -> np.ndarray:
+        """bool[R, H, W]: all masks (dense; for figures and tests)."""
+        return self.membership.toarray()[:, self.superpixels]
+
+    def feature_masks(self, stride: int, shape=None) -> np.ndarray:
+        """bool[R, h, w]: which cells of a stride-``stride`` feature map lie inside each region.
+
+        Feature cell (i, j) covers pixels [i·stride, (i+1)·stride) × [j·stride, (j+1)·stride);
+        it is inside a region when the region covers any of those pixels.
+
+        Args:
+            stride: the backbone's output stride (16 for VGG-16 conv5 and our MobileNetV2).
+            shape: (h, w) of the feature map; default ceil(H / stride), ceil(W / stride).
+        """
+        stride = int(stride)
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        H, W = self.shape
+        h, w = shape if shape is not None else (-(-H // stride), -(-W // stride))
+        ys, xs = np.mgrid[:H, :W]
+        fy, fx = ys // stride, xs // stride
+        keep = (fy < h) & (fx < w)
+        feature_cell = (fy * w + fx)[keep]
+        # [h*w, S]: does feature cell f see image cell s
+        sees = sp.csr_array(
+            (np.ones(feature_cell.size, bool), (feature_cell, self.superpixels[keep])),
+            shape=(h * w, self.num_cells),
+        )
+        inside = self.membership.astype(np.int32) @ sees.T.astype(np.int32)
+        return (inside.toarray() > 0).reshape(len(self), h, w)
+
+    def _region_boxes(self) -> np.ndarray:
+        slices = ndimage.find_objects(self.superpixels + 1)
+        cell_boxes = np.array(
+            [(s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1) for s in slices], dtype=np.int64
+        )
+        m = self.membership
+        if len(self) == 0:
+            return np.zeros((0, 4), dtype=np.int64)
+        starts = m.indptr[:-1]
+        per = cell_boxes[m.indices]
+        return np.stack(
+            [
+                np.minimum.reduceat(per[:, 0], starts),
+                np.minimum.reduceat(per[:, 1], starts),
+                np.maximum.reduceat(per[:, 2], starts),
+                np.maximum.reduceat(per[:, 3], starts),
+            ],
+            axis=1,
+        )
+
+    def __repr__(self) -> str:
+        gt = int(self.is_ground_truth.sum())
+        extra = f", {gt} ground truth" if gt else ""
+        return f"RegionSet({len(self)} regions{extra} over {self.num_cells} cells, {self.shape[0]}×{self.shape[1]})"
+
+    # --- files -------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write to a compressed ``.npz`` atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        m = self.membership
+        with open(tmp, "wb") as f:
+            np.savez_compressed(
+                f,
+                superpixels=self.superpixels,
+                indptr=m.indptr.astype(np.int64),
+                indices=m.indices.astype(np.int32),
+                shape=np.array(m.shape),
+                cell_labels=self.cell_labels if self.cell_labels is not None else np.zeros(0, np.int64),
+                is_ground_truth=self.is_ground_truth,
+                params=np.array(json.dumps(self.params)),
+            )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RegionSet":
+        """Read a file written by :meth:`save`."""
+        try:
+            with np.load(path) as z:
+                membership = sp.csr_array(
+                    (np.ones(len(z["indices"]), bool), z["indices"], z["indptr"]),
+                    shape=tuple(z["shape"]),
+                )
+                labels = z["cell_labels"]
+                return cls(
+                    z["superpixels"],
+                    membership,
+                    cell_labels=labels if labels.size else None,
+                    is_ground_truth=z["is_ground_truth"],
+                    params=json.loads(str(z["params"])),
+                )
+        except FileNotFoundError:
+            raise
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            raise ValueError(f"cannot read a RegionSet from {path}: {e}") from e
