@@ -1,0 +1,105 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rpl.__main__ import main
+from rpl.data import SiftFlow
+from rpl.proposals import ProposalCache, ProposalConfig, RegionSet, selective_search
+
+from conftest import SIFTFLOW_SUBDIR, write_siftflow_tree
+
+
+@pytest.fixture
+def small(tmp_path):
+    """A SIFT Flow tree of 6 small, real-looking images (smooth random colour fields)."""
+    names = [f"coast_{i}" for i in range(5)]
+    base = write_siftflow_tree(tmp_path / "data", train=names, test=("street_x",), size=48)
+    rng = np.random.default_rng(0)
+    for name in (*names, "street_x"):
+        field = np.kron(rng.integers(0, 256, (6, 6, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+        Image.fromarray(field).save(base / "Images" / SIFTFLOW_SUBDIR / f"{name}.jpg", quality=95)
+    return tmp_path
+
+
+def test_get_computes_then_reads(small):
+    ds = SiftFlow("train", small / "data")
+    cache = ProposalCache(ds, root=small / "cache")
+    assert "k100-sigma0.8-min100-region100-ctsf+tsf" in str(cache.folder)
+    regions = cache.get("coast_1", "hsv")
+    path = cache.path("coast_1", "hsv")
+    assert path.is_file() and regions.params["color_space"] == "hsv"
+    again = cache.get("coast_1", "hsv")
+    assert (again.membership != regions.membership).nnz == 0
+    expected = selective_search(ds[1].image, "hsv")
+    assert (expected.membership != regions.membership).nnz == 0
+
+
+def test_parameters_change_the_folder(small):
+    ds = SiftFlow("train", small / "data")
+    a = ProposalCache(ds, root=small / "cache")
+    b = ProposalCache(ds, ProposalConfig(k=200), root=small / "cache")
+    assert a.folder != b.folder
+
+
+def test_build_shards_and_resume(small):
+    ds = SiftFlow("train", small / "data")
+    cache = ProposalCache(ds, root=small / "cache")
+    shards = [cache.missing(("rgb", "lab"), (i, 3)) for i in range(3)]
+    flat = [t for s in shards for t in s]
+    assert len(flat) == 10 and len(set(flat)) == 10
+    stats = cache.build(("rgb", "lab"), shard=(1, 3), workers=1, progress=False)
+    assert stats["computed"] == len(shards[1]) and stats["cached"] == 0
+    stats = cache.build(("rgb", "lab"), workers=1, progress=False)
+    assert stats["computed"] == 10 - len(shards[1]) and stats["cached"] == len(shards[1])
+    cache.path("coast_0", "rgb").unlink()
+    (cache.folder / "rgb" / ".coast_0.npz.123.tmp").write_bytes(b"half")
+    assert cache.build(("rgb", "lab"), workers=2, progress=False)["computed"] == 1
+    assert not list((cache.folder / "rgb").glob(".*"))
+    with pytest.raises(ValueError, match="shard"):
+        cache.missing(("rgb",), (3, 3))
+    with pytest.raises(ValueError, match="colour space"):
+        cache.missing(("xyz",))
+
+
+def test_cli(small, capsys):
+    args = ["proposals", "--root", str(small / "data"), "--cache", str(small / "cache")]
+    assert main(args + ["--split", "test", "--color-spaces", "rgb", "--workers", "1"]) == 0
+    assert "siftflow test: 1 computed, 0 already cached" in capsys.readouterr().out
+    assert main(args + ["--color-spaces", "rgb", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "siftflow train: 5 computed" in out and "siftflow test: 0 computed, 1 already cached" in out
+    assert main(args + ["--color-spaces", "rgb,xyz"]) == 2
+    with pytest.raises(SystemExit):
+        main(args + ["--shard", "2/2"])
+
+
+def test_resumes_after_kill_9(real_siftflow, tmp_path):
+    """kill -9 in the middle of an extraction, run again: every file complete and loadable."""
+    cmd = [sys.executable, "-m", "rpl", "proposals", "--split", "test", "--color-spaces", "rgb",
+           "--root", str(real_siftflow.parent), "--cache", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    folder = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        files = list(tmp_path.glob("proposals/siftflow/*/rgb/*.npz"))
+        if len(files) >= 20:
+            folder = files[0].parent
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert folder is not None, "the extraction did not start"
+    done = len(list(folder.glob("*.npz")))
+    assert done < 200, "finished before it could be killed"
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert f"{200 - done} computed, {done} already cached" in out
+    files = sorted(folder.glob("*.npz"))
+    assert len(files) == 200 and not list(folder.glob(".*"))
+    for f in files:
+        RegionSet.load(f)

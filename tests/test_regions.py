@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from rpl.proposals import RegionSet, selective_search
+
+
+@pytest.fixture(scope="module")
+def real(request):
+    """Proposals and ground truth of one real SIFT Flow test image."""
+    real_siftflow = request.getfixturevalue("real_siftflow")
+    from rpl.data import SiftFlow
+
+    sample = SiftFlow("test", real_siftflow.parent)[3]
+    return selective_search(sample.image), sample.label
+
+
+def random_regions(seed=0, shape=(37, 45), cells=30, regions=25):
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, cells, shape)
+    sp = ndimage.median_filter(seeds, 5)
+    _, sp = np.unique(sp, return_inverse=True)
+    sp = sp.reshape(shape)
+    n = sp.max() + 1
+    member = rng.random((regions, n)) < 0.2
+    member[np.arange(regions), rng.integers(0, n, regions)] = True
+    return RegionSet(sp, member)
+
+
+def brute_feature_masks(masks, stride, h, w):
+    out = np.zeros((len(masks), h, w), bool)
+    for i in range(h):
+        for j in range(w):
+            out[:, i, j] = masks[:, i * stride : (i + 1) * stride, j * stride : (j + 1) * stride].any(axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("stride, shape", [(16, None), (7, None), (8, (3, 4)), (8, (9, 9)), (1, None)])
+def test_feature_masks_match_brute_force(stride, shape):
+    regions = random_regions()
+    masks = regions.masks()
+    h, w = shape or (-(-37 // stride), -(-45 // stride))
+    np.testing.assert_array_equal(regions.feature_masks(stride, shape), brute_feature_masks(masks, stride, h, w))
+
+
+def test_feature_masks_real(real):
+    regions, _ = real
+    fm = regions.feature_masks(16)
+    assert fm.shape == (len(regions), 16, 16)
+    np.testing.assert_array_equal(fm, brute_feature_masks(regions.masks(), 16, 16, 16))
+    with pytest.raises(ValueError, match="stride"):
+        regions.feature_masks(0)
+
+
+def test_with_ground_truth_atoms(real):
+    regions, label = real
+    train = regions.with_ground_truth(label)
+    atoms = train.superpixels
+    # each atom has one label, and cell_labels tells it
+    np.testing.assert_array_equal(train.cell_labels[atoms], label)
+    # each atom lies inside one superpixel
+    assert all(len(np.unique(regions.superpixels[atoms == a])) == 1 for a in range(0, train.num_cells, 7))
+    # proposals are unchanged, ground-truth regions come after them
+    n = len(regions)
+    assert not train.is_ground_truth[:n].any() and train.is_ground_truth[n:].all()
+    np.testing.assert_array_equal(train.masks()[:n], regions.masks())
+    # ground-truth regions: the 8-connected components of each class
+    expected = []
+    for c in np.unique(label[label > 0]):
+        comp, k = ndimage.label(label == c, structure=np.ones((3, 3)))
+        expected += [(comp == i).tobytes() for i in range(1, k + 1)]
+    assert sorted(m.tobytes() for m in train.masks()[n:]) == sorted(expected)
+    assert train.num_cells >= regions.num_cells
+
+
+def test_with_ground_truth_all_void_and_bad_label():
+    regions = random_regions()
+    train = regions.with_ground_truth(np.zeros(regions.shape, int))
+    assert len(train) == len(regions) and train.num_cells == regions.num_cells
+    with pytest.raises(ValueError, match="label is"):
+        regions.with_ground_truth(np.zeros((3, 3), int))
+
+
+def test_from_boxes():
+    boxes = np.array([[0, 0, 9, 9], [5, 5, 19, 14], [0, 0, 19, 14], [12, 2, 12, 2]])
+    regions = RegionSet.from_boxes(boxes, (15, 20))
+    np.testing.assert_array_equal(regions.boxes, boxes)
+    np.testing.assert_array_equal(regions.areas, [100, 150, 300, 1])
+    masks = regions.masks()
+    for m, (x1, y1, x2, y2) in zip(masks, boxes):
+        ref = np.zeros((15, 20), bool)
+        ref[y1 : y2 + 1, x1 : x2 + 1] = True
+        np.testing.assert_array_equal(m, ref)
+    with pytest.raises(ValueError, match="outside"):
+        RegionSet.from_boxes([[0, 0, 20, 3]], (15, 20))
+
+
+def test_from_superpixels_is_a_partition():
+    sp = np.array([[0, 0, 1], [2, 2, 1]])
+    regions = RegionSet.from_superpixels(sp)
+    assert len(regions) == 3 and regions.masks().sum(0).tolist() == [[1, 1, 1], [1, 1, 1]]
+
+
+def test_save_load_round_trip(tmp_path, real):
+    regions, label = real
+    for rs in (regions, regions.with_ground_truth(label)):
+        path = tmp_path / "sub" / "x.npz"
+        rs.save(path)
+        back = RegionSet.load(path)
+        np.testing.assert_array_equal(back.superpixels, rs.superpixels)
+        assert (back.membership != rs.membership).nnz == 0
+        np.testing.assert_array_equal(back.is_ground_truth, rs.is_ground_truth)
+        assert (back.cell_labels is None) == (rs.cell_labels is None)
+        assert back.params == rs.params
+        assert [p.name for p in path.parent.iterdir()] == ["x.npz"]  # no temporary left
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        RegionSet.load(tmp_path / "none.npz")
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"bad\.npz"):
+        RegionSet.load(tmp_path / "bad.npz")
+
+
+def test_constructor_checks():
+    sp = np.array([[0, 1], [1, 1]])
+    with pytest.raises(ValueError, match="columns"):
+        RegionSet(sp, np.ones((1, 3), bool))
+    with pytest.raises(ValueError, match="at least one cell"):
+        RegionSet(sp, np.array([[True, False], [False, False]]))
+    with pytest.raises(ValueError, match="every label"):
+        RegionSet(np.array([[0, 2]]), np.ones((1, 3), bool))
+
+
+def test_subset_and_mask(real):
+    regions, _ = real
+    sub = regions.subset(regions.areas > 1000)
+    assert len(sub) == (regions.areas > 1000).sum() and (sub.areas > 1000).all()
+    np.testing.assert_array_equal(regions.mask(-1), regions.masks()[-1])
+    with pytest.raises(IndexError):
+        regions.mask(len(regions))
