@@ -5,7 +5,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_NAMES = {"torch": "pytorch"}
+CONDA_NAMES = {"torch": "pytorch", "opencv-contrib-python-headless": "opencv"}
 
 
 def requirement(spec: str) -> tuple[str, str]:
@@ -19,7 +19,7 @@ def test_conda_environment_matches_pyproject():
     conda = {}
     text = (ROOT / "environment.yml").read_text()
     for line in text.split("\ndependencies:\n", 1)[1].splitlines():
-        m = re.fullmatch(r"  - ([A-Za-z0-9_.-]+(?:>=[\d.]+)?)\s*", line)
+        m = re.fullmatch(r"  - ([A-Za-z0-9_.-]+(?:>=[\d.]+)?)\s*(#.*)?", line)
         if m and m.group(1) != "pip":
             name, bound = requirement(m.group(1))
             conda[name] = bound

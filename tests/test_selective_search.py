@@ -123,3 +123,21 @@ def test_bad_parameters_are_rejected():
         selective_search(image, strategies=("colour-size",))
     with pytest.raises(ValueError, match="at least one"):
         selective_search(image, strategies=())
+
+
+def test_hierarchy_partitions(real_siftflow):
+    from rpl.data import SiftFlow
+    from rpl.proposals import Hierarchy
+
+    image = SiftFlow("test", real_siftflow.parent)[7].image
+    hierarchy = Hierarchy(image)
+    n = len(hierarchy) + 1
+    np.testing.assert_array_equal(hierarchy.partition(0), hierarchy.superpixels)
+    assert len(np.unique(hierarchy.partition(n - 1))) == 1
+    proposals = region_masks(selective_search(image, strategies=("color-texture-size-fill",), min_region_size=1))
+    for step in (1, n // 3, n // 2, n - 2):
+        part = hierarchy.partition(step)
+        assert len(np.unique(part)) == n - step
+        assert all((part == r).tobytes() in proposals for r in np.unique(part))
+    with pytest.raises(ValueError, match="step"):
+        hierarchy.partition(n)

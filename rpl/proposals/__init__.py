@@ -3,11 +3,12 @@
 from .cache import DEFAULT_CONFIGS, ProposalCache, ProposalConfig, cache_root
 from .felzenszwalb import felzenszwalb
 from .regions import RegionSet
-from .selective_search import COLOR_SPACES, SIMILARITIES, selective_search
+from .selective_search import COLOR_SPACES, SIMILARITIES, Hierarchy, selective_search
 
 __all__ = [
     "RegionSet",
     "selective_search",
+    "Hierarchy",
     "felzenszwalb",
     "COLOR_SPACES",
     "SIMILARITIES",

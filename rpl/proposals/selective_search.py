@@ -24,7 +24,7 @@ from skimage import color
 from .felzenszwalb import felzenszwalb
 from .regions import RegionSet
 
-__all__ = ["selective_search", "COLOR_SPACES", "SIMILARITIES"]
+__all__ = ["selective_search", "Hierarchy", "COLOR_SPACES", "SIMILARITIES"]
 
 COLOR_SPACES = ("rgb", "hsv", "lab")
 SIMILARITIES = ("color", "texture", "size", "fill")
@@ -59,44 +59,86 @@ def selective_search(
         RegionSet: the distinct regions of all hierarchies (first hierarchy first, each in
         order of creation: its superpixels, then its merges).
     """
-    rgb = _check_image(image)
-    if color_space not in COLOR_SPACES:
-        raise ValueError(f"color_space must be one of {COLOR_SPACES}, got {color_space!r}")
     weights = [_strategy_weights(s) for s in strategies]
     if not weights:
         raise ValueError("strategies must name at least one hierarchy")
-    if min_size is None:
-        min_size = int(k)
-    channels = _to_color_space(rgb, color_space)
-    superpixels = felzenszwalb(channels, k, sigma, min_size)
-    n = int(superpixels.max()) + 1
-    h, w = superpixels.shape
-    gx, gy = _gaussian_derivatives(channels)
-    colour_hist, texture_hist, sizes, boxes = _initial_features(superpixels, channels, gx, gy, n)
-    pairs = _adjacent_pairs(superpixels)
+    features = _SuperpixelFeatures(image, color_space, k, sigma, min_size)
     regions, seen = [], set()
-    for wc, wt, ws, wf in weights:
-        children = _group(
-            pairs, colour_hist, texture_hist, sizes, boxes, h * w, wc, wt, ws, wf
-        )
-        indptr, indices = _leaves(children, n)
+    for w in weights:
+        indptr, indices = _leaves(features.group(w), features.num_superpixels)
         for r in range(len(indptr) - 1):
             cells = np.sort(indices[indptr[r] : indptr[r + 1]])
             key = cells.tobytes()
             if key not in seen:
                 seen.add(key)
                 regions.append(cells)
-    regionset = RegionSet.from_cells(superpixels, regions)
+    regionset = RegionSet.from_cells(features.superpixels, regions)
+    h, w = features.superpixels.shape
     keep = (regionset.areas >= min_region_size) | (regionset.areas == h * w)
     params = dict(
         color_space=color_space,
         k=k,
         sigma=sigma,
-        min_size=min_size,
+        min_size=features.min_size,
         strategies=list(strategies),
         min_region_size=min_region_size,
     )
     return regionset.subset(np.flatnonzero(keep)).with_params(params)
+
+
+class Hierarchy:
+    """One grouping hierarchy, step by step (for figures: the notebook's merge slider).
+
+    Attributes:
+        superpixels (ndarray[H, W] int32): the N initial regions.
+        merges (ndarray[N - 1, 2] int64): the regions merged at each step; step t creates
+            region N + t.
+    """
+
+    def __init__(self, image, color_space="rgb", strategy="color-texture-size-fill", k=100,
+                 sigma=0.8, min_size=None):  # fmt: skip
+        features = _SuperpixelFeatures(image, color_space, k, sigma, min_size)
+        self.superpixels = features.superpixels
+        self.merges = features.group(_strategy_weights(strategy))
+
+    def __len__(self) -> int:
+        """Number of merge steps (N - 1)."""
+        return len(self.merges)
+
+    def partition(self, step: int) -> np.ndarray:
+        """int64[H, W]: the regions alive after ``step`` merges (0 <= step <= N - 1), each
+        labelled by its region index (superpixels 0..N-1, merged regions N..2N-2)."""
+        if not 0 <= step <= len(self.merges):
+            raise ValueError(f"step must lie in 0..{len(self.merges)}, got {step}")
+        n = len(self.merges) + 1
+        owner = np.arange(2 * n - 1)
+        for t in range(step - 1, -1, -1):  # latest merges first: children take the parent
+            a, b = self.merges[t]
+            owner[a] = owner[n + t]
+            owner[b] = owner[n + t]
+        return owner[self.superpixels]
+
+
+class _SuperpixelFeatures:
+    """Superpixels of an image and their colour/texture histograms, sizes, boxes, adjacency."""
+
+    def __init__(self, image, color_space, k, sigma, min_size):
+        rgb = _check_image(image)
+        if color_space not in COLOR_SPACES:
+            raise ValueError(f"color_space must be one of {COLOR_SPACES}, got {color_space!r}")
+        self.min_size = int(k) if min_size is None else int(min_size)
+        channels = _to_color_space(rgb, color_space)
+        self.superpixels = felzenszwalb(channels, k, sigma, self.min_size)
+        self.num_superpixels = int(self.superpixels.max()) + 1
+        gx, gy = _gaussian_derivatives(channels)
+        self.colour, self.texture, self.sizes, self.boxes = _initial_features(
+            self.superpixels, channels, gx, gy, self.num_superpixels
+        )
+        self.pairs = _adjacent_pairs(self.superpixels)
+
+    def group(self, weights) -> np.ndarray:
+        h, w = self.superpixels.shape
+        return _group(self.pairs, self.colour, self.texture, self.sizes, self.boxes, h * w, *weights)
 
 
 def _check_image(image) -> np.ndarray:
