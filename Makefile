@@ -22,10 +22,19 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	RPL_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
 
-# The reproduction, so far: check the data, then run the notebooks in order on the real data,
-# writing their outputs in place and their figures to figures/. QUICK=1 for the small version.
+# The reproduction, so far: check the data, extract the proposals into the cache (resumable),
+# then run the notebooks in order on the real data, writing their outputs in place and their
+# figures to figures/. QUICK=1 for the small version.
+ifeq ($(QUICK),1)
+PROPOSALS := --split test --color-spaces rgb
+else
+PROPOSALS := --split all --color-spaces rgb,hsv,lab
+endif
+
 reproduce: $(STAMP)
 	@$(PY) -m rpl check siftflow
+	@echo "== proposals: Selective Search into the cache ($(PROPOSALS))"
+	$(PY) -m rpl proposals --dataset siftflow $(PROPOSALS)
 	@for nb in $(NOTEBOOKS); do \
 		echo "== running $$nb (RPL_QUICK=$(QUICK))"; \
 		RPL_QUICK=$(QUICK) $(PY) -m jupyter nbconvert --to notebook --execute --inplace $$nb || exit 1; \

@@ -1,0 +1,20 @@
+"""The benchmark scripts run (on a few images); their numbers are measured by hand, not here."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_selective_search_benchmark_runs(real_siftflow, tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "selective_search.py"),
+           "--time-images", "2", "--abo-images", "3", "--out", str(out)]  # fmt: skip
+    printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "ratio ours/OpenCV" in printed
+    result = json.loads(out.read_text())
+    assert result["time_images"] == 2 and result["abo_images"] == 3
+    assert 0 < result["average_best_overlap_masks"]["all three"] <= 1
+    assert result["git_commit"] and result["machine"]
