@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Unit tests and every notebook (nbval: each cell must run; cells tagged
-# nbval-check-output must reproduce their committed output), in quick mode.
+# nbval-check-output must reproduce their committed output), in quick mode; then the CUDA
+# kernels under Numba's CUDA simulator, which must be switched on before Numba is imported.
 test: $(STAMP)
 	RPL_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest tests/cuda
 
 # The reproduction, so far: check the data, extract the proposals into the cache (resumable),
 # then run the notebooks in order on the real data, writing their outputs in place and their

@@ -15,6 +15,16 @@ from rpl.data.siftflow import SIFTFLOW_CLASSES
 SIFTFLOW_SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
 
 
+def pytest_ignore_collect(collection_path, config):
+    """tests/cuda runs where CUDA kernels can: under Numba's simulator (its own process,
+    ``NUMBA_ENABLE_CUDASIM=1``, as ``make test`` runs it) or on a GPU."""
+    if collection_path.name == "cuda" and collection_path.parent == Path(__file__).parent:
+        import torch
+
+        return not (os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or torch.cuda.is_available())
+    return None
+
+
 def _real_data_dir(name: str) -> Path:
     """``$RPL_DATA/<name>``; skip without it, fail instead when RPL_REQUIRE_DATA=1 (CI)."""
     root = os.environ.get("RPL_DATA")
