@@ -18,3 +18,13 @@ def test_selective_search_benchmark_runs(real_siftflow, tmp_path):
     assert result["time_images"] == 2 and result["abo_images"] == 3
     assert 0 < result["average_best_overlap_masks"]["all three"] <= 1
     assert result["git_commit"] and result["machine"]
+
+
+def test_ops_benchmark_runs(real_siftflow, tmp_path):
+    out = tmp_path / "ops.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "ops.py"), "--repeats", "1", "--out", str(out)]
+    printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "free-form pool" in printed and "region-to-pixel" in printed
+    result = json.loads(out.read_text())
+    assert len(result["rows"]) == 4 and result["device"] == "cpu"
+    assert {r["regions"] for r in result["rows"]} == {370, 1100}
