@@ -140,3 +140,10 @@ def test_subset_and_mask(real):
     np.testing.assert_array_equal(regions.mask(-1), regions.masks()[-1])
     with pytest.raises(IndexError):
         regions.mask(len(regions))
+
+
+def test_cell_membership_tensor(real):
+    regions, _ = real
+    m = regions.cell_membership()
+    assert m.layout.__repr__() == "torch.sparse_csr" and m.shape == (regions.num_cells, len(regions))
+    np.testing.assert_array_equal(m.to_dense().numpy(), regions.membership.toarray().T)

@@ -200,6 +200,21 @@ class RegionSet:
         m = self.membership
         return m.indices[m.indptr[i] : m.indptr[i + 1]]
 
+    def cell_membership(self):
+        """torch sparse CSR bool Tensor[S, R]: which regions contain each cell — the
+        membership :func:`rpl.ops.region_to_pixel` takes."""
+        import torch
+
+        t = self.membership.T.tocsr()
+        t.sort_indices()
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(t.indptr.astype(np.int64)),
+            torch.from_numpy(t.indices.astype(np.int64)),
+            torch.ones(t.nnz, dtype=torch.bool),
+            size=t.shape,
+            check_invariants=True,
+        )
+
     def mask(self, i: int) -> np.ndarray:
         """bool[H, W]: the pixels of region ``i``."""
         if not -len(self) <= i < len(self):
