@@ -69,6 +69,19 @@ def test_pool_equals_reference(device, kind, seed):
     close(g1, g2)
 
 
+def test_thousands_of_free_form_regions_equal_reference():
+    rng = np.random.default_rng(11)
+    features = torch.randn(2, 2, 8, 8, dtype=torch.float64, requires_grad=True)
+    boxes = random_boxes(5000, 2, 8, 8, rng)
+    masks = torch.tensor(rng.random((5000, 8, 8)) < 0.4)
+    ours = free_form_roi_pool(features, boxes, masks, (2, 2))
+    ref = reference.free_form_roi_pool(features, boxes, masks, (2, 2))
+    assert torch.equal(ours, ref)
+    (g1,) = torch.autograd.grad(ours.sum(), features)
+    (g2,) = torch.autograd.grad(ref.sum(), features)
+    close(g1, g2)
+
+
 def test_empty_bins_are_zero_without_gradient():
     features = torch.randn(1, 3, 4, 4, requires_grad=True)
     boxes = torch.tensor([[0.0, 0, 0, 63, 63]])
