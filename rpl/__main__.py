@@ -71,6 +71,40 @@ def _proposals(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .train import PRESETS, train
+
+    cfg = PRESETS[args.preset]
+    try:
+        cfg = cfg.with_overrides([f"model={args.model}", *args.set])
+        summary = train(cfg, args.out, resume=args.resume, data_root=args.root, cache_root=args.cache)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"rpl train: {e}", file=sys.stderr)
+        return 1
+    print(f"trained {summary['epochs']} epochs on {summary['train_images']} images in "
+          f"{summary['train_seconds'] / 60:.1f} min ({summary['images_per_s']:.2f} images/s) -> {args.out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .provenance import provenance, write_json
+    from .train import evaluate
+
+    try:
+        metrics = evaluate(args.run, args.split, data_root=args.root, cache_root=args.cache)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"rpl evaluate: {e}", file=sys.stderr)
+        return 1
+    for part in ("all", "boundary"):
+        m = metrics[part]
+        print(f"{part:>8}: global {m['global_accuracy']:.1%}  class {m['class_accuracy']:.1%}  "
+              f"mIoU {m['mean_iou']:.1%}  ({m['pixels']} pixels, {m['classes_present']} classes)")
+    if args.results:
+        write_json(args.results, provenance(run=str(args.run), **metrics))
+        print(f"wrote {args.results}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rpl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,11 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("dataset", choices=sorted(data.SOURCES))
     fetch.add_argument("--root", help="data root (default: $RPL_DATA)")
     fetch.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a server")
-    fetch.set_defaults(run=_fetch)
+    fetch.set_defaults(handler=_fetch)
     check = commands.add_parser("check", help="check that a data set is in place and readable")
     check.add_argument("dataset", choices=sorted(DATASETS))
     check.add_argument("--root", help="data root (default: $RPL_DATA)")
-    check.set_defaults(run=_check)
+    check.set_defaults(handler=_check)
     prop = commands.add_parser(
         "proposals", help="Selective Search for a whole data set into the cache (resumable)"
     )
@@ -95,13 +129,30 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     prop.add_argument("--root", help="data root (default: $RPL_DATA)")
     prop.add_argument("--cache", help="cache root (default: $RPL_CACHE or ./cache)")
-    prop.set_defaults(run=_proposals)
+    prop.set_defaults(handler=_proposals)
+    tr = commands.add_parser("train", help="train a model on SIFT Flow (resumable)")
+    tr.add_argument("--preset", choices=["quick", "cpu", "paper"], default="cpu")
+    tr.add_argument("--model", choices=["e2s2", "baseline"], default="e2s2")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting of the preset (repeatable), e.g. --set pooling=box")
+    tr.add_argument("--out", required=True, help="run folder (checkpoint, log, config)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument("--root", help="data root (default: $RPL_DATA)")
+    tr.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
+    tr.set_defaults(handler=_train)
+    ev = commands.add_parser("evaluate", help="evaluate a run: all pixels and 4-px boundaries")
+    ev.add_argument("run", help="run folder written by `train`")
+    ev.add_argument("--split", default="test", choices=["train", "test"])
+    ev.add_argument("--results", help="also write the metrics with provenance to this JSON file")
+    ev.add_argument("--root", help="data root (default: $RPL_DATA)")
+    ev.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
+    ev.set_defaults(handler=_evaluate)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -207,13 +208,15 @@ class RegionSet:
 
         t = self.membership.T.tocsr()
         t.sort_indices()
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(t.indptr.astype(np.int64)),
-            torch.from_numpy(t.indices.astype(np.int64)),
-            torch.ones(t.nnz, dtype=torch.bool),
-            size=t.shape,
-            check_invariants=True,
-        )
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only the basics
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(
+                torch.from_numpy(t.indptr.astype(np.int64)),
+                torch.from_numpy(t.indices.astype(np.int64)),
+                torch.ones(t.nnz, dtype=torch.bool),
+                size=t.shape,
+                check_invariants=True,
+            )
 
     def mask(self, i: int) -> np.ndarray:
         """bool[H, W]: the pixels of region ``i``."""

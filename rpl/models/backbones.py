@@ -1,0 +1,120 @@
+"""Backbones: ImageNet networks cut at stride 16, as the paper's VGG-16 up to conv5.
+
+``mobilenet_v2`` (the cpu preset): torchvision's MobileNetV2 up to its last 320-channel block,
+the last stride-2 stage turned into stride 1 with dilation 2, so the output stride is 16.
+``vgg16`` (the paper preset): VGG-16 up to conv5_3 (no pool5), stride 16.
+
+Both take RGB in 0..1 and normalise with torchvision's ImageNet statistics themselves. Batch
+norm is frozen (statistics and affine parameters), as usual when fine-tuning with one image at
+a time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+__all__ = ["Backbone", "mobilenet_v2", "vgg16", "WEIGHTS_ENV"]
+
+WEIGHTS_ENV = "RPL_WEIGHTS"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Backbone(nn.Module):
+    """Normalisation + a convolutional trunk. ``out_channels`` and ``stride`` describe its output.
+
+    ``fc_init`` (VGG-16 only) holds ImageNet fc6/fc7 weights for the region head, as the
+    authors initialised theirs.
+    """
+
+    def __init__(self, body: nn.Module, out_channels: int, stride: int, name: str, fc_init=None):
+        super().__init__()
+        self.body = body
+        self.out_channels = out_channels
+        self.stride = stride
+        self.name = name
+        self.fc_init = fc_init
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                for p in m.parameters():
+                    p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()  # frozen statistics
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (Tensor[N, 3, H, W]) in 0..1 -> features (Tensor[N, C, ceil(H/16), ceil(W/16)])."""
+        return self.body((images - self.mean) / self.std)
+
+
+def _local_weights(filename: str) -> Path | None:
+    folder = os.environ.get(WEIGHTS_ENV)
+    if folder and (Path(folder) / filename).is_file():
+        return Path(folder) / filename
+    return None
+
+
+def _load(model: nn.Module, filename: str, tv_weights, name: str) -> None:
+    path = _local_weights(filename)
+    if path is not None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        try:
+            state = tv_weights.get_state_dict(progress=True)
+        except Exception as e:  # no network, no cache: say where the file should go
+            where = os.environ.get(WEIGHTS_ENV) or f"${WEIGHTS_ENV} (not set)"
+            raise FileNotFoundError(
+                f"ImageNet weights for {name} not found: no {filename} in {where}, and "
+                f"torchvision could not download {tv_weights} ({e}). Put a torchvision state dict "
+                f"at {WEIGHTS_ENV}/{filename}, or pass weights=None to train from scratch."
+            ) from e
+    model.load_state_dict(state)
+
+
+def mobilenet_v2(weights: str | None = "imagenet") -> Backbone:
+    """MobileNetV2 at output stride 16 (320 channels).
+
+    Args:
+        weights: ``"imagenet"`` (``$RPL_WEIGHTS/mobilenet_v2_imagenet.pth``, else torchvision's
+            download) or None (random initialisation, asked for explicitly).
+    """
+    net = torchvision.models.mobilenet_v2()
+    if weights == "imagenet":
+        _load(net, "mobilenet_v2_imagenet.pth", torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1, "mobilenet_v2")
+    elif weights is not None:
+        raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
+    body = net.features[:18]  # up to the 320-channel block; drop the 1280-channel 1x1 conv
+    # Last stride-2 stage (blocks 14-17): stride 1, and dilation 2 after its first block.
+    for i, block in enumerate(body[14:18]):
+        depthwise = block.conv[1][0]
+        depthwise.stride = (1, 1)
+        if i > 0:
+            depthwise.dilation = (2, 2)
+            depthwise.padding = (2, 2)
+    return Backbone(body, 320, 16, "mobilenet_v2")
+
+
+def vgg16(weights: str | None = "imagenet") -> Backbone:
+    """VGG-16 up to conv5_3 (512 channels, stride 16), the paper's network; ``fc_init`` holds
+    its ImageNet fc6/fc7 for the region head."""
+    net = torchvision.models.vgg16()
+    if weights == "imagenet":
+        _load(net, "vgg16_imagenet.pth", torchvision.models.VGG16_Weights.IMAGENET1K_V1, "vgg16")
+    elif weights is not None:
+        raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
+    body = net.features[:30]  # conv5_3 + ReLU, without pool5
+    fc_init = None
+    if weights == "imagenet":
+        fc_init = {"fc6": net.classifier[0].state_dict(), "fc7": net.classifier[3].state_dict()}
+    return Backbone(body, 512, 16, "vgg16", fc_init=fc_init)

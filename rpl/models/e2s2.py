@@ -1,0 +1,160 @@
+"""The end-to-end region-based model (Fig. 2c, Fig. 3) and the region classification baseline
+(Fig. 2b) share this network; they differ in pooling, loss and how pixels get labels.
+
+image -> backbone (stride 16) -> [1x1 neck] -> ROI pooling per region (free-form and/or box, 7x7)
+      -> fc6, fc7 (ReLU, dropout 0.5) -> classifier: region scores S[R, C]
+      -> region-to-pixel (Eq. 3; or Eq. 1: softmax first) -> atom scores [A, C]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..ops import free_form_roi_pool, region_to_pixel
+from .backbones import Backbone
+
+__all__ = ["E2S2", "ModelConfig", "RegionBatch"]
+
+POOLINGS = ("free-form", "box", "both")
+COMBINES = ("tied", "separate")
+ORDERS = ("max-softmax", "softmax-max")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture options (Table 4, Sec. 4.3).
+
+    pooling: ``free-form`` (Eq. 6-8), ``box`` (Fast R-CNN) or ``both`` (region + context).
+    combine: with both: ``tied`` (shared fc layers, scores added) or ``separate`` (pooled
+        features concatenated, then the fc layers).
+    order: ``max-softmax`` (Eq. 3: region-to-pixel on logits) or ``softmax-max`` (Eq. 1).
+    neck: channels of a 1x1 convolution before pooling (0: none) — keeps the fc6 input small
+        for the cpu preset; the paper has none.
+    head: width of fc6 and fc7 (VGG-16: 4096).
+    """
+
+    pooling: str = "free-form"
+    combine: str = "tied"
+    order: str = "max-softmax"
+    neck: int = 0
+    head: int = 4096
+    dropout: float = 0.5
+
+    def __post_init__(self):
+        for name, value, allowed in (("pooling", self.pooling, POOLINGS), ("combine", self.combine, COMBINES),
+                                     ("order", self.order, ORDERS)):  # fmt: skip
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+@dataclass
+class RegionBatch:
+    """One image's regions as the model needs them (see :meth:`RegionBatch.from_regions`).
+
+    boxes (Tensor[R, 5]), masks (Tensor[R, h, w] bool), membership (sparse CSR [A, R]),
+    cells (Tensor[H, W] long: the atom of each pixel), atom_pixels (Tensor[A]),
+    atom_labels (Tensor[A] long or None), is_ground_truth (Tensor[R] bool).
+    """
+
+    boxes: torch.Tensor
+    masks: torch.Tensor
+    membership: torch.Tensor
+    cells: torch.Tensor
+    atom_pixels: torch.Tensor
+    atom_labels: torch.Tensor | None
+    is_ground_truth: torch.Tensor
+
+    @classmethod
+    def from_regions(cls, regions, stride: int, feature_shape, batch_index: int = 0) -> "RegionBatch":
+        boxes = torch.as_tensor(regions.boxes, dtype=torch.float32)
+        boxes = torch.cat([torch.full((len(boxes), 1), float(batch_index)), boxes], 1)
+        return cls(
+            boxes=boxes,
+            masks=torch.from_numpy(regions.feature_masks(stride, feature_shape)),
+            membership=regions.cell_membership(),
+            cells=torch.from_numpy(regions.superpixels.astype("int64")),
+            atom_pixels=torch.from_numpy(regions.cell_areas.astype("int64")),
+            atom_labels=None if regions.cell_labels is None else torch.from_numpy(regions.cell_labels),
+            is_ground_truth=torch.from_numpy(regions.is_ground_truth),
+        )
+
+
+class _Head(nn.Module):
+    def __init__(self, in_features: int, width: int, dropout: float):
+        super().__init__()
+        self.fc6 = nn.Linear(in_features, width)
+        self.fc7 = nn.Linear(width, width)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        x = self.dropout(torch.relu(self.fc6(x.flatten(1))))
+        return self.dropout(torch.relu(self.fc7(x)))
+
+
+class E2S2(nn.Module):
+    """End-to-end region-based semantic segmentation (Caesar et al. 2016).
+
+    Args:
+        backbone: a :class:`~rpl.models.backbones.Backbone`.
+        num_classes: C (labels 1..C; outputs index c - 1).
+        config: :class:`ModelConfig`.
+    """
+
+    def __init__(self, backbone: Backbone, num_classes: int, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+        self.num_classes = num_classes
+        channels = backbone.out_channels
+        self.neck = None
+        if config.neck:
+            self.neck = nn.Sequential(nn.Conv2d(channels, config.neck, 1), nn.ReLU(inplace=True))
+            channels = config.neck
+        pooled = channels * 49 * (2 if config.pooling == "both" and config.combine == "separate" else 1)
+        self.head = _Head(pooled, config.head, config.dropout)
+        self.classifier = nn.Linear(config.head, num_classes)
+        nn.init.normal_(self.classifier.weight, std=0.01)  # the paper: new classifier ~ N(0, 0.01²)
+        nn.init.zeros_(self.classifier.bias)
+        if backbone.fc_init is not None and not config.neck and pooled == 25088 and config.head == 4096:
+            self.head.fc6.load_state_dict(backbone.fc_init["fc6"])
+            self.head.fc7.load_state_dict(backbone.fc_init["fc7"])
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.backbone(images)
+        return self.neck(x) if self.neck is not None else x
+
+    def region_scores(self, features: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
+        """S[R, C]: logits of every region."""
+        scale = 1.0 / self.backbone.stride
+        pooling = self.config.pooling
+        if pooling in ("free-form", "both"):
+            free = free_form_roi_pool(features, regions.boxes, regions.masks, (7, 7), scale)
+        if pooling in ("box", "both"):
+            every = torch.ones_like(regions.masks)
+            box = free_form_roi_pool(features, regions.boxes, every, (7, 7), scale)
+        if pooling == "free-form":
+            return self.classifier(self.head(free))
+        if pooling == "box":
+            return self.classifier(self.head(box))
+        if self.config.combine == "tied":
+            return self.classifier(self.head(free)) + self.classifier(self.head(box))
+        return self.classifier(self.head(torch.cat([free, box], 1)))
+
+    def atom_scores(self, region_scores: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
+        """[A, C]: logits (Eq. 3) or probabilities (Eq. 1, ``order="softmax-max"``) per atom."""
+        if self.config.order == "softmax-max":
+            return region_to_pixel(torch.softmax(region_scores, 1), regions.membership)
+        return region_to_pixel(region_scores, regions.membership)
+
+    def forward(self, images: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
+        """One image (Tensor[1, 3, H, W] in 0..1) and its regions -> atom scores [A, C]."""
+        return self.atom_scores(self.region_scores(self.features(images), regions), regions)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
+        """Label map (Tensor[H, W], classes 1..C) of one image."""
+        scores = self.forward(images, regions)
+        return (scores.argmax(1) + 1)[regions.cells]

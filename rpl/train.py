@@ -1,0 +1,303 @@
+"""Training and evaluation on real data: presets, the loop, checkpoints, resumption.
+
+    python -m rpl train --preset cpu --model e2s2 --out runs/e2s2
+    python -m rpl evaluate runs/e2s2
+
+One image at a time through the network, gradients accumulated over ``images_per_step``
+images (the paper: 10), SGD with momentum 0.9 and weight decay 5e-4, horizontal flips, the
+proposal colour space rotating per image, ground-truth regions added at training. A checkpoint
+is written atomically after every epoch; ``--resume`` continues from it and, being seeded per
+epoch, ends where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import losses
+from .data import SIFTFLOW_CLASSES, SiftFlow
+from .metrics import ConfusionMatrix, boundary_mask
+from .models import E2S2, ModelConfig, RegionBatch, mobilenet_v2, vgg16
+from .proposals import COLOR_SPACES, ProposalCache, RegionSet
+
+__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "load_run"]
+
+MODELS = ("e2s2", "baseline")
+REGION_KINDS = ("selective-search", "superpixels", "rectangles")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved with its checkpoints."""
+
+    preset: str = "cpu"
+    model: str = "e2s2"
+    backbone: str = "mobilenet_v2"
+    pooling: str = "free-form"
+    combine: str = "tied"
+    order: str = "max-softmax"
+    neck: int = 128
+    head: int = 512
+    regions: str = "selective-search"
+    loss: str = "balanced"
+    epochs: int = 7
+    lr: float = 1e-3
+    lr_drop_epoch: int = 5
+    head_lr_mult: float = 10.0
+    images_per_step: int = 10
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    flip: bool = True
+    color_spaces: tuple = COLOR_SPACES
+    image_size: int = 0
+    train_images: int = 0
+    test_images: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.regions not in REGION_KINDS:
+            raise ValueError(f"regions must be one of {REGION_KINDS}, got {self.regions!r}")
+        if self.loss not in ("balanced", "unbalanced"):
+            raise ValueError(f"loss must be 'balanced' or 'unbalanced', got {self.loss!r}")
+        self.color_spaces = tuple(self.color_spaces)
+        self.model_config()  # validates pooling/combine/order
+
+    def model_config(self) -> ModelConfig:
+        if self.model == "baseline":  # Fig. 2b: box pooling, region loss, Eq. 1 at test time
+            return ModelConfig("box", self.combine, "softmax-max", self.neck, self.head)
+        return ModelConfig(self.pooling, self.combine, self.order, self.neck, self.head)
+
+    def with_overrides(self, pairs) -> "TrainConfig":
+        """Apply ``key=value`` strings (``--set``), parsed by each field's type."""
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        changes = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or key not in types:
+                raise ValueError(f"--set {pair!r}: expected key=value with key in {sorted(types)}")
+            kind = types[key]
+            if kind == "bool":
+                changes[key] = value.lower() in ("1", "true", "yes")
+            elif kind == "int":
+                changes[key] = int(value)
+            elif kind == "float":
+                changes[key] = float(value)
+            elif kind == "tuple":
+                changes[key] = tuple(v for v in value.split(",") if v)
+            else:
+                changes[key] = value
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS = {
+    # CI and the notebooks' quick mode: a handful of images, one epoch, minutes.
+    "quick": TrainConfig(preset="quick", neck=32, head=64, epochs=1, lr_drop_epoch=1, images_per_step=5,
+                         color_spaces=("rgb",), train_images=10, test_images=5),  # fmt: skip
+    # The default: ImageNet MobileNetV2 at stride 16 on real SIFT Flow, 2 CPU cores.
+    "cpu": TrainConfig(preset="cpu"),
+    # The paper: VGG-16, longer side 600 px, 30 epochs (20 at 1e-3, 10 at 1e-4), region + box
+    # pooling with separate weights, fc6/fc7 from ImageNet.
+    "paper": TrainConfig(preset="paper", backbone="vgg16", pooling="both", combine="separate", neck=0,
+                         head=4096, epochs=30, lr_drop_epoch=20, head_lr_mult=1.0, image_size=600),  # fmt: skip
+}
+
+
+def build_model(cfg: TrainConfig, num_classes: int, weights="imagenet") -> E2S2:
+    backbone = {"mobilenet_v2": mobilenet_v2, "vgg16": vgg16}[cfg.backbone](weights)
+    return E2S2(backbone, num_classes, cfg.model_config())
+
+
+def _resize(image, label, regions: RegionSet, size: int):
+    """Longer side to ``size`` px: image bilinear, label and regions by nearest neighbour."""
+    h, w = label.shape
+    scale = size / max(h, w)
+    nh, nw = round(h * scale), round(w * scale)
+    image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+    rows = np.minimum((np.arange(nh) + 0.5) / scale, h - 1).astype(int)
+    cols = np.minimum((np.arange(nw) + 0.5) / scale, w - 1).astype(int)
+    regions = RegionSet(regions.superpixels[rows][:, cols], regions.membership, params=regions.params)
+    return image, label[rows][:, cols], regions
+
+
+def prepare(sample, regions: RegionSet, cfg: TrainConfig, flip: bool, training: bool):
+    """(image tensor [1, 3, H, W], label [H, W], RegionSet) for one image, as the model sees it."""
+    image, label = sample.image, sample.label
+    if cfg.regions == "superpixels":
+        regions = RegionSet.from_superpixels(regions.superpixels)
+    elif cfg.regions == "rectangles":
+        regions = RegionSet.from_boxes(regions.boxes, regions.shape)
+    if cfg.image_size:
+        image, label, regions = _resize(image, label, regions, cfg.image_size)
+    if flip:
+        image, label = image[:, ::-1], label[:, ::-1]
+        regions = RegionSet(regions.superpixels[:, ::-1], regions.membership, params=regions.params)
+    if training:
+        regions = regions.with_ground_truth(np.ascontiguousarray(label))
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    return tensor, np.ascontiguousarray(label), regions
+
+
+def _loss(model: E2S2, cfg: TrainConfig, image, label, regions, class_weights):
+    features = model.features(image)
+    batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:])
+    scores = model.region_scores(features, batch)
+    if cfg.model == "baseline":
+        labels = torch.from_numpy(losses.region_labels(regions, label))
+        return losses.region_loss(scores, labels)
+    atoms = model.atom_scores(scores, batch)
+    return losses.pixel_loss(
+        atoms, batch.atom_labels, batch.atom_pixels,
+        class_weights if cfg.loss == "balanced" else None, probabilities=cfg.order == "softmax-max",
+    )  # fmt: skip
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _subset(dataset, count: int):
+    if count and count < len(dataset.names):
+        step = len(dataset.names) / count
+        dataset.names = [dataset.names[int(i * step)] for i in range(count)]
+    return dataset
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_root=None,
+          cache_root=None, progress: bool = True) -> dict:  # fmt: skip
+    """Train a model; returns the summary written to ``out/train.json``."""
+    out = Path(out)
+    checkpoint = out / "checkpoint.pt"
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    dataset = _subset(SiftFlow("train", data_root), cfg.train_images)
+    cache = ProposalCache(dataset, root=cache_root)
+    class_weights = losses.balanced_weights(SiftFlow("train", data_root).class_pixel_counts())
+    model = build_model(cfg, dataset.num_classes)
+    new = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+    old = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+    optimizer = torch.optim.SGD(
+        [{"params": old, "lr": cfg.lr}, {"params": new, "lr": cfg.lr * cfg.head_lr_mult}],
+        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+    )  # fmt: skip
+    start_epoch, seconds = 0, 0.0
+    log_path = out / "log.jsonl"
+    if resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state["config"] != dataclasses.asdict(cfg):
+            raise ValueError(f"{checkpoint} was trained with another configuration: {state['config']}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, seconds = state["epoch"], state["seconds"]
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        log_path.write_text("".join(l + "\n" for l in lines if json.loads(l)["epoch"] < start_epoch))
+    elif log_path.exists():
+        log_path.unlink()
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    n = len(dataset.names)
+    for epoch in range(start_epoch, cfg.epochs):
+        factor = 1.0 if epoch < cfg.lr_drop_epoch else 0.1
+        for group, base in zip(optimizer.param_groups, (cfg.lr, cfg.lr * cfg.head_lr_mult)):
+            group["lr"] = base * factor
+        generator = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        torch.manual_seed(cfg.seed * 100003 + epoch)  # dropout
+        order = torch.randperm(n, generator=generator).tolist()
+        flips = (torch.rand(n, generator=generator) < 0.5).tolist()
+        model.train()
+        optimizer.zero_grad()
+        started, running, done = time.monotonic(), [], 0
+        bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", disable=not progress)
+        with log_path.open("a") as log:
+            for step_start in range(0, n, cfg.images_per_step):
+                chunk = order[step_start : step_start + cfg.images_per_step]
+                step_loss = 0.0
+                for index in chunk:
+                    name = dataset.names[index]
+                    sample = dataset[index]
+                    space = cfg.color_spaces[(index + epoch) % len(cfg.color_spaces)]
+                    image, label, regions = prepare(sample, cache.get(name, space), cfg,
+                                                    cfg.flip and flips[index], training=True)  # fmt: skip
+                    loss = _loss(model, cfg, image, label, regions, class_weights) / len(chunk)
+                    loss.backward()
+                    step_loss += loss.item()
+                    done += 1
+                    bar.update()
+                optimizer.step()
+                optimizer.zero_grad()
+                running.append(step_loss)
+                rate = done / (time.monotonic() - started)
+                bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", img_s=f"{rate:.2f}")
+                log.write(json.dumps({"epoch": epoch, "step": step_start // cfg.images_per_step,
+                                      "loss": step_loss, "images_per_s": rate,
+                                      "lr": optimizer.param_groups[0]["lr"]}) + "\n")  # fmt: skip
+                log.flush()
+        bar.close()
+        seconds += time.monotonic() - started
+        _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                      "seconds": seconds, "config": dataclasses.asdict(cfg)}, checkpoint)  # fmt: skip
+    summary = {"config": dataclasses.asdict(cfg), "train_images": n, "epochs": cfg.epochs,
+               "train_seconds": seconds, "images_per_s": n * cfg.epochs / max(seconds, 1e-9)}  # fmt: skip
+    (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def load_run(run: str | os.PathLike):
+    """(model in eval mode, config) of a finished or checkpointed run."""
+    run = Path(run)
+    checkpoint = run / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint} not found: is {run} a run folder written by `python -m rpl train`?")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = TrainConfig(**state["config"])
+    model = build_model(cfg, len(SIFTFLOW_CLASSES), weights=None)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg
+
+
+def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_root=None,
+             progress: bool = True) -> dict:  # fmt: skip
+    """Global / class-average accuracy and mean IoU on all pixels and on 4-px boundaries, per-class
+    accuracies; written to ``run/metrics.json`` and returned."""
+    model, cfg = load_run(run)
+    dataset = _subset(SiftFlow(split, data_root), cfg.test_images)
+    cache = ProposalCache(dataset, root=cache_root)
+    every, boundary = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
+    started = time.monotonic()
+    for index in tqdm(range(len(dataset)), desc=f"evaluate {split}", unit="img", disable=not progress):
+        sample = dataset[index]
+        image, label, regions = prepare(sample, cache.get(sample.name, "rgb"), cfg, False, training=False)
+        with torch.no_grad():
+            features = model.features(image)
+            batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:])
+            atoms = model.atom_scores(model.region_scores(features, batch), batch)
+        pred = (atoms.argmax(1) + 1)[batch.cells].numpy()
+        if pred.shape != sample.label.shape:  # evaluated at the data set's own resolution
+            pred = np.asarray(Image.fromarray(pred.astype(np.uint8)).resize(sample.label.shape[::-1], Image.NEAREST))
+        every.update(pred, sample.label)
+        boundary.update(pred, sample.label, mask=boundary_mask(sample.label))
+    metrics = {
+        "split": split,
+        "images": len(dataset),
+        "seconds": time.monotonic() - started,
+        "all": every.summary(dataset.classes),
+        "boundary": boundary.summary(dataset.classes),
+        "config": dataclasses.asdict(cfg),
+    }
+    (Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
