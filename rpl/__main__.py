@@ -77,7 +77,8 @@ def _train(args) -> int:
     cfg = PRESETS[args.preset]
     try:
         cfg = cfg.with_overrides([f"model={args.model}", *args.set])
-        summary = train(cfg, args.out, resume=args.resume, data_root=args.root, cache_root=args.cache)
+        summary = train(cfg, args.out, resume=args.resume, data_root=args.root, cache_root=args.cache,
+                        device=args.device)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"rpl train: {e}", file=sys.stderr)
         return 1
@@ -91,7 +92,7 @@ def _evaluate(args) -> int:
     from .train import evaluate
 
     try:
-        metrics = evaluate(args.run, args.split, data_root=args.root, cache_root=args.cache)
+        metrics = evaluate(args.run, args.split, data_root=args.root, cache_root=args.cache, device=args.device)
     except (FileNotFoundError, ValueError) as e:
         print(f"rpl evaluate: {e}", file=sys.stderr)
         return 1
@@ -102,6 +103,38 @@ def _evaluate(args) -> int:
     if args.results:
         write_json(args.results, provenance(run=str(args.run), **metrics))
         print(f"wrote {args.results}")
+    return 0
+
+
+def _predict(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from .data.base import Sample, read_image
+    from .proposals import selective_search
+    from .train import load_run, predict_labels, prepare
+    from .viz import colorize, overlay
+
+    try:
+        model, cfg = load_run(args.run)
+        image = read_image(Path(args.image))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"rpl predict: {e}", file=sys.stderr)
+        return 1
+    sample = Sample(image=image, label=np.zeros(image.shape[:2], np.int64), name=Path(args.image).stem)
+    regions = None if cfg.model == "fcn" else selective_search(image, "rgb")
+    tensor, _, regions = prepare(sample, regions, cfg, flip=False, training=False)
+    labels = predict_labels(model, tensor, regions).numpy().astype(np.uint8)
+    if labels.shape != image.shape[:2]:
+        labels = np.asarray(Image.fromarray(labels).resize(image.shape[1::-1], Image.NEAREST))
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(labels).save(out)
+    overlay_path = out.with_name(f"{out.stem}_overlay.png")
+    Image.fromarray(np.concatenate([image, overlay(image, labels), colorize(labels)], 1)).save(overlay_path)
+    print(f"wrote {out} (class indices 1..{model.num_classes}) and {overlay_path}")
     return 0
 
 
@@ -132,13 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     prop.set_defaults(handler=_proposals)
     tr = commands.add_parser("train", help="train a model on SIFT Flow (resumable)")
     tr.add_argument("--preset", choices=["quick", "cpu", "paper"], default="cpu")
-    tr.add_argument("--model", choices=["e2s2", "baseline"], default="e2s2")
+    tr.add_argument("--model", choices=["e2s2", "baseline", "fcn"], default="e2s2")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a setting of the preset (repeatable), e.g. --set pooling=box")
     tr.add_argument("--out", required=True, help="run folder (checkpoint, log, config)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--root", help="data root (default: $RPL_DATA)")
     tr.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
+    tr.add_argument("--device", default="cpu", help="cpu or cuda")
     tr.set_defaults(handler=_train)
     ev = commands.add_parser("evaluate", help="evaluate a run: all pixels and 4-px boundaries")
     ev.add_argument("run", help="run folder written by `train`")
@@ -146,7 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--results", help="also write the metrics with provenance to this JSON file")
     ev.add_argument("--root", help="data root (default: $RPL_DATA)")
     ev.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
+    ev.add_argument("--device", default="cpu", help="cpu or cuda")
     ev.set_defaults(handler=_evaluate)
+    pr = commands.add_parser("predict", help="label any image with a trained run")
+    pr.add_argument("run", help="run folder written by `train`")
+    pr.add_argument("image", help="an image file")
+    pr.add_argument("-o", "--output", required=True, help="label map PNG to write (an overlay is written beside it)")
+    pr.set_defaults(handler=_predict)
     return parser
 
 

@@ -28,12 +28,12 @@ from tqdm.auto import tqdm
 from . import losses
 from .data import SIFTFLOW_CLASSES, SiftFlow
 from .metrics import ConfusionMatrix, boundary_mask
-from .models import E2S2, ModelConfig, RegionBatch, mobilenet_v2, vgg16
+from .models import E2S2, FCN, ModelConfig, RegionBatch, mobilenet_v2, vgg16
 from .proposals import COLOR_SPACES, ProposalCache, RegionSet
 
-__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "load_run"]
+__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "load_run", "prepare", "predict_labels"]
 
-MODELS = ("e2s2", "baseline")
+MODELS = ("e2s2", "baseline", "fcn")
 REGION_KINDS = ("selective-search", "superpixels", "rectangles")
 
 
@@ -64,12 +64,15 @@ class TrainConfig:
     train_images: int = 0
     test_images: int = 0
     seed: int = 0
+    weights: str = "imagenet"
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.regions not in REGION_KINDS:
             raise ValueError(f"regions must be one of {REGION_KINDS}, got {self.regions!r}")
+        if self.weights not in ("imagenet", "none"):
+            raise ValueError(f"weights must be 'imagenet' or 'none' (random initialisation), got {self.weights!r}")
         if self.loss not in ("balanced", "unbalanced"):
             raise ValueError(f"loss must be 'balanced' or 'unbalanced', got {self.loss!r}")
         self.color_spaces = tuple(self.color_spaces)
@@ -115,12 +118,15 @@ PRESETS = {
 }
 
 
-def build_model(cfg: TrainConfig, num_classes: int, weights="imagenet") -> E2S2:
+def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
+    weights = "imagenet" if pretrained and cfg.weights == "imagenet" else None
     backbone = {"mobilenet_v2": mobilenet_v2, "vgg16": vgg16}[cfg.backbone](weights)
+    if cfg.model == "fcn":
+        return FCN(backbone, num_classes)
     return E2S2(backbone, num_classes, cfg.model_config())
 
 
-def _resize(image, label, regions: RegionSet, size: int):
+def _resize(image, label, regions: RegionSet | None, size: int):
     """Longer side to ``size`` px: image bilinear, label and regions by nearest neighbour."""
     h, w = label.shape
     scale = size / max(h, w)
@@ -128,40 +134,58 @@ def _resize(image, label, regions: RegionSet, size: int):
     image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
     rows = np.minimum((np.arange(nh) + 0.5) / scale, h - 1).astype(int)
     cols = np.minimum((np.arange(nw) + 0.5) / scale, w - 1).astype(int)
-    regions = RegionSet(regions.superpixels[rows][:, cols], regions.membership, params=regions.params)
+    if regions is not None:
+        regions = RegionSet(regions.superpixels[rows][:, cols], regions.membership, params=regions.params)
     return image, label[rows][:, cols], regions
 
 
-def prepare(sample, regions: RegionSet, cfg: TrainConfig, flip: bool, training: bool):
-    """(image tensor [1, 3, H, W], label [H, W], RegionSet) for one image, as the model sees it."""
+def predict_labels(model, image: torch.Tensor, regions: RegionSet | None) -> torch.Tensor:
+    """Label map (Tensor[H, W], 1..C) of one prepared image: region-based models label each
+    pixel by its atom's arg-max class (Eq. 3, or Eq. 1 for the baseline), FCN per pixel."""
+    with torch.no_grad():
+        if isinstance(model, FCN):
+            return model.predict(image).cpu()
+        features = model.features(image)
+        batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:]).to(image.device)
+        atoms = model.atom_scores(model.region_scores(features, batch), batch)
+        return (atoms.argmax(1) + 1)[batch.cells].cpu()
+
+
+def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, training: bool):
+    """(image tensor [1, 3, H, W], label [H, W], RegionSet or None) for one image, as the model
+    sees it (FCN runs without regions)."""
     image, label = sample.image, sample.label
-    if cfg.regions == "superpixels":
+    if regions is not None and cfg.regions == "superpixels":
         regions = RegionSet.from_superpixels(regions.superpixels)
-    elif cfg.regions == "rectangles":
+    elif regions is not None and cfg.regions == "rectangles":
         regions = RegionSet.from_boxes(regions.boxes, regions.shape)
     if cfg.image_size:
         image, label, regions = _resize(image, label, regions, cfg.image_size)
     if flip:
         image, label = image[:, ::-1], label[:, ::-1]
-        regions = RegionSet(regions.superpixels[:, ::-1], regions.membership, params=regions.params)
-    if training:
-        regions = regions.with_ground_truth(np.ascontiguousarray(label))
+        if regions is not None:
+            regions = RegionSet(regions.superpixels[:, ::-1], regions.membership, params=regions.params)
+    label = np.ascontiguousarray(label)
+    if training and regions is not None:
+        regions = regions.with_ground_truth(label)
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
-    return tensor, np.ascontiguousarray(label), regions
+    return tensor, label, regions
 
 
-def _loss(model: E2S2, cfg: TrainConfig, image, label, regions, class_weights):
+def _loss(model, cfg: TrainConfig, image, label, regions, class_weights):
+    weights = class_weights if cfg.loss == "balanced" else None
+    if cfg.model == "fcn":  # every pixel its own atom
+        logits = model(image)[0].flatten(1).T
+        return losses.pixel_loss_per_pixel(logits, torch.from_numpy(label.ravel()).to(image.device), weights)
     features = model.features(image)
-    batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:])
+    batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:]).to(image.device)
     scores = model.region_scores(features, batch)
     if cfg.model == "baseline":
-        labels = torch.from_numpy(losses.region_labels(regions, label))
+        labels = torch.from_numpy(losses.region_labels(regions, label)).to(image.device)
         return losses.region_loss(scores, labels)
     atoms = model.atom_scores(scores, batch)
-    return losses.pixel_loss(
-        atoms, batch.atom_labels, batch.atom_pixels,
-        class_weights if cfg.loss == "balanced" else None, probabilities=cfg.order == "softmax-max",
-    )  # fmt: skip
+    return losses.pixel_loss(atoms, batch.atom_labels, batch.atom_pixels, weights,
+                             probabilities=cfg.order == "softmax-max")  # fmt: skip
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -178,7 +202,7 @@ def _subset(dataset, count: int):
 
 
 def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_root=None,
-          cache_root=None, progress: bool = True) -> dict:  # fmt: skip
+          cache_root=None, progress: bool = True, device: str = "cpu") -> dict:  # fmt: skip
     """Train a model; returns the summary written to ``out/train.json``."""
     out = Path(out)
     checkpoint = out / "checkpoint.pt"
@@ -189,7 +213,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     dataset = _subset(SiftFlow("train", data_root), cfg.train_images)
     cache = ProposalCache(dataset, root=cache_root)
     class_weights = losses.balanced_weights(SiftFlow("train", data_root).class_pixel_counts())
-    model = build_model(cfg, dataset.num_classes)
+    model = build_model(cfg, dataset.num_classes).to(device)
     new = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     old = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     optimizer = torch.optim.SGD(
@@ -200,10 +224,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     log_path = out / "log.jsonl"
     if resume and checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state["config"] != dataclasses.asdict(cfg):
+        if TrainConfig(**state["config"]) != cfg:
             raise ValueError(f"{checkpoint} was trained with another configuration: {state['config']}")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
         start_epoch, seconds = state["epoch"], state["seconds"]
         lines = log_path.read_text().splitlines() if log_path.exists() else []
         log_path.write_text("".join(l + "\n" for l in lines if json.loads(l)["epoch"] < start_epoch))
@@ -231,9 +255,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
                     name = dataset.names[index]
                     sample = dataset[index]
                     space = cfg.color_spaces[(index + epoch) % len(cfg.color_spaces)]
-                    image, label, regions = prepare(sample, cache.get(name, space), cfg,
-                                                    cfg.flip and flips[index], training=True)  # fmt: skip
-                    loss = _loss(model, cfg, image, label, regions, class_weights) / len(chunk)
+                    proposals = None if cfg.model == "fcn" else cache.get(name, space)
+                    image, label, regions = prepare(sample, proposals, cfg, cfg.flip and flips[index],
+                                                    training=True)  # fmt: skip
+                    loss = _loss(model, cfg, image.to(device), label, regions, class_weights) / len(chunk)
                     loss.backward()
                     step_loss += loss.item()
                     done += 1
@@ -265,28 +290,26 @@ def load_run(run: str | os.PathLike):
         raise FileNotFoundError(f"{checkpoint} not found: is {run} a run folder written by `python -m rpl train`?")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig(**state["config"])
-    model = build_model(cfg, len(SIFTFLOW_CLASSES), weights=None)
+    model = build_model(cfg, len(SIFTFLOW_CLASSES), pretrained=False)
     model.load_state_dict(state["model"])
     return model.eval(), cfg
 
 
 def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_root=None,
-             progress: bool = True) -> dict:  # fmt: skip
+             progress: bool = True, device: str = "cpu") -> dict:  # fmt: skip
     """Global / class-average accuracy and mean IoU on all pixels and on 4-px boundaries, per-class
     accuracies; written to ``run/metrics.json`` and returned."""
     model, cfg = load_run(run)
+    model.to(device)
     dataset = _subset(SiftFlow(split, data_root), cfg.test_images)
     cache = ProposalCache(dataset, root=cache_root)
     every, boundary = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
     started = time.monotonic()
     for index in tqdm(range(len(dataset)), desc=f"evaluate {split}", unit="img", disable=not progress):
         sample = dataset[index]
-        image, label, regions = prepare(sample, cache.get(sample.name, "rgb"), cfg, False, training=False)
-        with torch.no_grad():
-            features = model.features(image)
-            batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:])
-            atoms = model.atom_scores(model.region_scores(features, batch), batch)
-        pred = (atoms.argmax(1) + 1)[batch.cells].numpy()
+        proposals = None if cfg.model == "fcn" else cache.get(sample.name, "rgb")
+        image, label, regions = prepare(sample, proposals, cfg, False, training=False)
+        pred = predict_labels(model, image.to(device), regions).numpy()
         if pred.shape != sample.label.shape:  # evaluated at the data set's own resolution
             pred = np.asarray(Image.fromarray(pred.astype(np.uint8)).resize(sample.label.shape[::-1], Image.NEAREST))
         every.update(pred, sample.label)

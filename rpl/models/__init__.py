@@ -2,5 +2,6 @@
 
 from .backbones import Backbone, mobilenet_v2, vgg16
 from .e2s2 import E2S2, ModelConfig, RegionBatch
+from .fcn import FCN
 
-__all__ = ["Backbone", "mobilenet_v2", "vgg16", "E2S2", "ModelConfig", "RegionBatch"]
+__all__ = ["Backbone", "mobilenet_v2", "vgg16", "E2S2", "ModelConfig", "RegionBatch", "FCN"]

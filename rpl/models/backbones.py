@@ -32,9 +32,11 @@ class Backbone(nn.Module):
     authors initialised theirs.
     """
 
-    def __init__(self, body: nn.Module, out_channels: int, stride: int, name: str, fc_init=None):
+    def __init__(self, body: nn.Module, out_channels: int, stride: int, name: str, fc_init=None,
+                 skip: tuple[int, int] = (0, 0)):  # fmt: skip
         super().__init__()
         self.body = body
+        self.skip_index, self.skip_channels = skip  # where the stride-8 features are (FCN's skip)
         self.out_channels = out_channels
         self.stride = stride
         self.name = name
@@ -56,6 +58,11 @@ class Backbone(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (Tensor[N, 3, H, W]) in 0..1 -> features (Tensor[N, C, ceil(H/16), ceil(W/16)])."""
         return self.body((images - self.mean) / self.std)
+
+    def forward_with_skip(self, images: torch.Tensor):
+        """(stride-8 features, stride-16 features), for the FCN comparison's skip."""
+        skip = self.body[: self.skip_index]((images - self.mean) / self.std)
+        return skip, self.body[self.skip_index :](skip)
 
 
 def _local_weights(filename: str) -> Path | None:
@@ -102,7 +109,7 @@ def mobilenet_v2(weights: str | None = "imagenet") -> Backbone:
         if i > 0:
             depthwise.dilation = (2, 2)
             depthwise.padding = (2, 2)
-    return Backbone(body, 320, 16, "mobilenet_v2")
+    return Backbone(body, 320, 16, "mobilenet_v2", skip=(7, 32))
 
 
 def vgg16(weights: str | None = "imagenet") -> Backbone:
@@ -117,4 +124,4 @@ def vgg16(weights: str | None = "imagenet") -> Backbone:
     fc_init = None
     if weights == "imagenet":
         fc_init = {"fc6": net.classifier[0].state_dict(), "fc7": net.classifier[3].state_dict()}
-    return Backbone(body, 512, 16, "vgg16", fc_init=fc_init)
+    return Backbone(body, 512, 16, "vgg16", fc_init=fc_init, skip=(23, 512))

@@ -8,6 +8,7 @@ image -> backbone (stride 16) -> [1x1 neck] -> ROI pooling per region (free-form
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,11 @@ class RegionBatch:
     atom_pixels: torch.Tensor
     atom_labels: torch.Tensor | None
     is_ground_truth: torch.Tensor
+
+    def to(self, device) -> "RegionBatch":
+        """The same regions on ``device``."""
+        values = (getattr(self, f.name) for f in dataclasses.fields(self))
+        return RegionBatch(*(None if t is None else t.to(device) for t in values))
 
     @classmethod
     def from_regions(cls, regions, stride: int, feature_shape, batch_index: int = 0) -> "RegionBatch":

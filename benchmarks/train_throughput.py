@@ -1,0 +1,46 @@
+"""Training throughput (images/s) of a preset: real SIFT Flow images through the real training
+loop (proposals from the cache, ground-truth regions, flips, accumulation, SGD steps).
+
+    python benchmarks/train_throughput.py                         # cpu preset, here
+    python benchmarks/train_throughput.py --preset paper --device cuda --set weights=none
+
+The paper's authors trained at about 0.2 images/s on a Titan X (25 epochs of 2488 images in
+75 hours). Writes results/train_throughput_<preset>_<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+
+import torch
+
+from rpl.provenance import provenance, write_json
+from rpl.train import PRESETS, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    cfg = PRESETS[args.preset].with_overrides([f"train_images={args.images}", "epochs=1", *args.set])
+    with tempfile.TemporaryDirectory() as run:
+        summary = train(cfg, run, progress=False, device=args.device)
+    device = "cpu" if args.device == "cpu" else torch.cuda.get_device_name()
+    rate = summary["images_per_s"]
+    print(f"{args.preset} preset on {device}: {rate:.2f} training images/s over {args.images} images "
+          f"(an epoch of 2488 images: {2488 / rate / 60:.1f} min; the authors: ~0.2 images/s)")  # fmt: skip
+    out = args.out or f"results/train_throughput_{args.preset}_{args.device}.json"
+    write_json(out, provenance(benchmark="train_throughput", command="python benchmarks/train_throughput.py "
+                               + " ".join(sys.argv[1:]), device=device, preset=args.preset, images=args.images,
+                               images_per_s=rate, torch=torch.__version__, torch_threads=torch.get_num_threads()))  # fmt: skip
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Training and evaluation on the quick preset with the real data and weights."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from rpl.__main__ import main
+from rpl.train import PRESETS, TrainConfig, evaluate, train
+
+
+@pytest.fixture
+def env(real_siftflow, monkeypatch, tmp_path):
+    weights = real_siftflow.parent / "weights"
+    monkeypatch.setenv("RPL_WEIGHTS", str(weights))
+    monkeypatch.setenv("RPL_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_quick_train_and_evaluate(env, capsys):
+    assert main(["train", "--preset", "quick", "--out", str(env / "run")]) == 0
+    assert "trained 1 epochs on 10 images" in capsys.readouterr().out
+    log = [json.loads(line) for line in (env / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(entry["loss"] > 0 for entry in log)
+    assert main(["evaluate", str(env / "run"), "--results", str(env / "result.json")]) == 0
+    metrics = json.loads((env / "run" / "metrics.json").read_text())
+    assert metrics["images"] == 5 and 0 <= metrics["all"]["class_accuracy"] <= 1
+    assert metrics["boundary"]["pixels"] < metrics["all"]["pixels"]
+    result = json.loads((env / "result.json").read_text())
+    assert result["git_commit"] and result["config"]["preset"] == "quick"
+    # a second train into the same folder must not overwrite it
+    assert main(["train", "--preset", "quick", "--out", str(env / "run")]) == 1
+    assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model, options", [("baseline", []), ("fcn", []), ("e2s2", ["regions=rectangles"]),
+                                            ("e2s2", ["regions=superpixels", "loss=unbalanced"])])  # fmt: skip
+def test_other_models_and_variants_train(env, model, options):
+    cfg = PRESETS["quick"].with_overrides([f"model={model}", "train_images=5", "test_images=2", *options])
+    summary = train(cfg, env / "run", progress=False)
+    assert summary["train_images"] == 5
+    metrics = evaluate(env / "run", progress=False)
+    assert metrics["images"] == 2
+
+
+def test_overrides_are_typed_and_checked():
+    cfg = PRESETS["cpu"].with_overrides(["epochs=3", "lr=0.01", "flip=false", "color_spaces=rgb,lab"])
+    assert (cfg.epochs, cfg.lr, cfg.flip, cfg.color_spaces) == (3, 0.01, False, ("rgb", "lab"))
+    with pytest.raises(ValueError, match="key=value"):
+        cfg.with_overrides(["nonsense=1"])
+    with pytest.raises(ValueError, match="pooling"):
+        TrainConfig(pooling="round")
+
+
+def test_resume_after_kill_9_ends_where_an_uninterrupted_run_ends(env):
+    cfg = PRESETS["quick"].with_overrides(["epochs=4", "lr_drop_epoch=2", "train_images=6"])
+    train(cfg, env / "straight", progress=False)
+    cmd = [sys.executable, "-m", "rpl", "train", "--preset", "quick", "--out", str(env / "killed"),
+           "--set", "epochs=4", "--set", "lr_drop_epoch=2", "--set", "train_images=6"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ})  # fmt: skip
+    checkpoint = env / "killed" / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "no checkpoint was written before the kill"
+    assert torch.load(checkpoint, weights_only=False)["epoch"] < 4, "finished before it could be killed"
+    train(cfg, env / "killed", resume=True, progress=False)
+    a = torch.load(env / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(checkpoint, weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    straight = (env / "straight" / "log.jsonl").read_text().splitlines()
+    resumed = (env / "killed" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["loss"] for x in straight] == [json.loads(x)["loss"] for x in resumed]
+
+
+def test_resume_refuses_another_configuration(env):
+    train(PRESETS["quick"].with_overrides(["train_images=2"]), env / "run", progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        train(PRESETS["quick"].with_overrides(["train_images=3"]), env / "run", resume=True, progress=False)
+
+
+def test_predict_any_image(env, real_siftflow, capsys):
+    from PIL import Image
+
+    assert main(["train", "--preset", "quick", "--set", "train_images=2", "--out", str(env / "run")]) == 0
+    image = real_siftflow / "Images" / "spatial_envelope_256x256_static_8outdoorcategories" / "coast_arnat59.jpg"
+    small = env / "small.png"
+    Image.open(image).resize((200, 150)).save(small)  # any size, any format
+    assert main(["predict", str(env / "run"), str(small), "-o", str(env / "out" / "pred.png")]) == 0
+    labels = Image.open(env / "out" / "pred.png")
+    assert labels.size == (200, 150) and 1 <= min(labels.getdata()) <= max(labels.getdata()) <= 33
+    assert Image.open(env / "out" / "pred_overlay.png").size == (600, 150)
+    assert main(["predict", str(env / "nothing"), str(small), "-o", str(env / "x.png")]) == 1
+    assert "checkpoint.pt not found" in capsys.readouterr().err
