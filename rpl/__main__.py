@@ -138,6 +138,12 @@ def _predict(args) -> int:
     return 0
 
 
+def _add_locations(parser) -> None:
+    parser.add_argument("--root", help="data root (default: $RPL_DATA)")
+    parser.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rpl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -170,17 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a setting of the preset (repeatable), e.g. --set pooling=box")
     tr.add_argument("--out", required=True, help="run folder (checkpoint, log, config)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
-    tr.add_argument("--root", help="data root (default: $RPL_DATA)")
-    tr.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
-    tr.add_argument("--device", default="cpu", help="cpu or cuda")
+    _add_locations(tr)
     tr.set_defaults(handler=_train)
     ev = commands.add_parser("evaluate", help="evaluate a run: all pixels and 4-px boundaries")
     ev.add_argument("run", help="run folder written by `train`")
     ev.add_argument("--split", default="test", choices=["train", "test"])
     ev.add_argument("--results", help="also write the metrics with provenance to this JSON file")
-    ev.add_argument("--root", help="data root (default: $RPL_DATA)")
-    ev.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
-    ev.add_argument("--device", default="cpu", help="cpu or cuda")
+    _add_locations(ev)
     ev.set_defaults(handler=_evaluate)
     pr = commands.add_parser("predict", help="label any image with a trained run")
     pr.add_argument("run", help="run folder written by `train`")

@@ -26,16 +26,19 @@ def _blocks(n: int) -> int:
     return max(1, math.ceil(n / THREADS))
 
 
+@cuda.jit(device=True)
+def _unravel(i, c_, oh, ow):
+    """Thread index -> (region, channel, bin row, bin column) of a [K, C, oh, ow] output."""
+    return i // (ow * oh * c_), (i // (ow * oh)) % c_, (i // ow) % oh, i % ow
+
+
 @cuda.jit
 def _roi_pool_forward(features, batch, rows, cols, masks, out, argmax):
     i = cuda.grid(1)
     k_, c_, oh, ow = out.shape
     if i >= k_ * c_ * oh * ow:
         return
-    pw = i % ow
-    ph = (i // ow) % oh
-    c = (i // (ow * oh)) % c_
-    k = i // (ow * oh * c_)
+    k, c, ph, pw = _unravel(i, c_, oh, ow)
     n = batch[k]
     width = features.shape[3]
     best = LOWEST
@@ -59,10 +62,7 @@ def _roi_pool_backward(grad_out, argmax, batch, grad_in):
     k_, c_, oh, ow = grad_out.shape
     if i >= k_ * c_ * oh * ow:
         return
-    pw = i % ow
-    ph = (i // ow) % oh
-    c = (i // (ow * oh)) % c_
-    k = i // (ow * oh * c_)
+    k, c, ph, pw = _unravel(i, c_, oh, ow)
     a = argmax[k, c, ph, pw]
     if a >= 0:
         cuda.atomic.add(grad_in, (batch[k], c, a), grad_out[k, c, ph, pw])
