@@ -28,3 +28,14 @@ def test_ops_benchmark_runs(real_siftflow, tmp_path):
     result = json.loads(out.read_text())
     assert len(result["rows"]) == 4 and result["device"] == "cpu"
     assert {r["regions"] for r in result["rows"]} == {370, 1100}
+
+
+def test_train_throughput_benchmark_runs(real_siftflow, tmp_path, monkeypatch):
+    monkeypatch.setenv("RPL_WEIGHTS", str(real_siftflow.parent / "weights"))
+    monkeypatch.setenv("RPL_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "throughput.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--preset", "quick", "--images", "2",
+           "--out", str(out)]  # fmt: skip
+    printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "training images/s" in printed
+    assert json.loads(out.read_text())["images_per_s"] > 0
