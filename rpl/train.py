@@ -51,9 +51,9 @@ class TrainConfig:
     head: int = 512
     regions: str = "selective-search"
     loss: str = "balanced"
-    epochs: int = 7
-    lr: float = 1e-3
-    lr_drop_epoch: int = 5
+    epochs: int = 5
+    lr: float = 3e-4
+    lr_drop_epoch: int = 4
     head_lr_mult: float = 10.0
     images_per_step: int = 10
     momentum: float = 0.9
