@@ -71,11 +71,9 @@ def _roi_pool_backward(grad_out, argmax, batch, grad_in):
 @cuda.jit
 def _region_to_pixel_forward(scores, indptr, indices, fill, out, winners):
     i = cuda.grid(1)
-    a_, c_ = out.shape
-    if i >= a_ * c_:
+    if i >= out.size:
         return
-    a = i // c_
-    c = i % c_
+    a, c = i // out.shape[1], i % out.shape[1]
     start = indptr[a]
     end = indptr[a + 1]
     if start == end:
@@ -97,11 +95,9 @@ def _region_to_pixel_forward(scores, indptr, indices, fill, out, winners):
 @cuda.jit
 def _region_to_pixel_backward(grad_out, winners, grad_scores):
     i = cuda.grid(1)
-    a_, c_ = grad_out.shape
-    if i >= a_ * c_:
+    if i >= grad_out.size:
         return
-    a = i // c_
-    c = i % c_
+    a, c = i // grad_out.shape[1], i % grad_out.shape[1]
     r = winners[a, c]
     if r >= 0:
         cuda.atomic.add(grad_scores, (r, c), grad_out[a, c])
