@@ -138,6 +138,20 @@ def _predict(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from .experiments import reproduce
+
+    runs = args.runs or ("cache/quick-runs" if args.quick else "runs")
+    results = args.results or ("cache/quick-results" if args.quick else "results")
+    try:
+        reproduce(runs, results, quick=args.quick, only=args.only or None, data_root=args.root,
+                  cache_root=args.cache, device=args.device)  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
+        print(f"rpl reproduce: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _add_locations(parser) -> None:
     parser.add_argument("--root", help="data root (default: $RPL_DATA)")
     parser.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
@@ -170,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--cache", help="cache root (default: $RPL_CACHE or ./cache)")
     prop.set_defaults(handler=_proposals)
     tr = commands.add_parser("train", help="train a model on SIFT Flow (resumable)")
-    tr.add_argument("--preset", choices=["quick", "cpu", "paper"], default="cpu")
+    tr.add_argument("--preset", choices=["quick", "cpu", "ablation", "paper"], default="cpu")
     tr.add_argument("--model", choices=["e2s2", "baseline", "fcn"], default="e2s2")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a setting of the preset (repeatable), e.g. --set pooling=box")
@@ -189,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("image", help="an image file")
     pr.add_argument("-o", "--output", required=True, help="label map PNG to write (an overlay is written beside it)")
     pr.set_defaults(handler=_predict)
+    rep = commands.add_parser(
+        "reproduce", help="train and evaluate every experiment of rpl.experiments (resumable)"
+    )
+    rep.add_argument("--quick", action="store_true", help="quick preset, into cache/quick-runs and cache/quick-results")
+    rep.add_argument("--only", action="append", default=[], metavar="EXPERIMENT", help="run only these (repeatable)")
+    rep.add_argument("--runs", help="run folders (default: runs/)")
+    rep.add_argument("--results", help="results files (default: results/)")
+    _add_locations(rep)
+    rep.set_defaults(handler=_reproduce)
     return parser
 
 

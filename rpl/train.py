@@ -13,6 +13,7 @@ epoch, ends where an uninterrupted run ends.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from .data import SIFTFLOW_CLASSES, SiftFlow
 from .metrics import ConfusionMatrix, boundary_mask
 from .models import E2S2, FCN, ModelConfig, RegionBatch, mobilenet_v2, vgg16
 from .proposals import COLOR_SPACES, ProposalCache, RegionSet
+from .proposals import cache_root as cache_root_of
 
 __all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "load_run", "prepare", "predict_labels"]
 
@@ -65,6 +67,7 @@ class TrainConfig:
     test_images: int = 0
     seed: int = 0
     weights: str = "imagenet"
+    freeze_backbone: bool = False
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -75,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"weights must be 'imagenet' or 'none' (random initialisation), got {self.weights!r}")
         if self.loss not in ("balanced", "unbalanced"):
             raise ValueError(f"loss must be 'balanced' or 'unbalanced', got {self.loss!r}")
+        if self.freeze_backbone and self.model == "fcn":
+            raise ValueError("freeze_backbone is for the region models: a frozen FCN is a linear probe")
         self.color_spaces = tuple(self.color_spaces)
         self.model_config()  # validates pooling/combine/order
 
@@ -111,6 +116,11 @@ PRESETS = {
                          color_spaces=("rgb",), train_images=10, test_images=5),  # fmt: skip
     # The default: ImageNet MobileNetV2 at stride 16 on real SIFT Flow, 2 CPU cores.
     "cpu": TrainConfig(preset="cpu"),
+    # Ablations (Tables 1, 4, Sec. 4.3) on 2 cores: the cpu preset with the ImageNet backbone
+    # frozen, its features computed once per image and flip (cache/features); neck, fc layers
+    # and classifier train end to end through both rpl layers.
+    # Three epochs (two, then one at a tenth of the rate) keep 13 runs within a working day.
+    "ablation": TrainConfig(preset="ablation", freeze_backbone=True, epochs=3, lr_drop_epoch=2),
     # The paper: VGG-16, longer side 600 px, 30 epochs (20 at 1e-3, 10 at 1e-4), region + box
     # pooling with separate weights, fc6/fc7 from ImageNet.
     "paper": TrainConfig(preset="paper", backbone="vgg16", pooling="both", combine="separate", neck=0,
@@ -172,12 +182,60 @@ def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, tra
     return tensor, label, regions
 
 
-def _loss(model, cfg: TrainConfig, image, label, regions, class_weights):
+class FrozenFeatures:
+    """Backbone features of every image of ``dataset``, plain and flipped, for runs with
+    ``freeze_backbone``: computed once (``features[index, flipped]``) into a memory-mapped file
+    under ``<cache>/features/``, written under a temporary name and renamed when complete."""
+
+    def __init__(self, model, dataset, cfg: TrainConfig, cache_root=None, progress: bool = True, device="cpu"):
+        names = "\n".join(dataset.names).encode()
+        key = f"{cfg.backbone}-{cfg.weights}-size{cfg.image_size}-{hashlib.sha1(names).hexdigest()[:12]}"
+        path = cache_root_of(cache_root) / "features" / type(dataset).__name__.lower() / f"{dataset.split}-{key}.npy"
+        if not path.is_file():
+            self._compute(model.backbone, dataset, cfg, path, progress, device)
+        self.array = np.load(path, mmap_mode="r")
+        self.path = path
+
+    @staticmethod
+    def _compute(backbone, dataset, cfg, path: Path, progress: bool, device) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        array = None
+        backbone.eval()
+        try:
+            with torch.no_grad():
+                for index in tqdm(range(len(dataset)), desc="backbone features", unit="img", disable=not progress):
+                    sample = dataset[index]
+                    for flip in (False, True):
+                        image = prepare(sample, None, cfg, flip, training=False)[0]
+                        out = backbone(image.to(device))[0].cpu().numpy()
+                        if array is None:
+                            shape = (len(dataset), 2, *out.shape)
+                            array = np.lib.format.open_memmap(tmp, "w+", np.float32, shape)
+                        if out.shape != array.shape[2:]:
+                            raise ValueError(f"freeze_backbone needs images of one size: {sample.name} gives "
+                                             f"features {out.shape}, the first image {array.shape[2:]}; set image_size")
+                        array[index, int(flip)] = out
+            array.flush()
+            del array
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        index, flip = key
+        return torch.from_numpy(np.array(self.array[index, int(flip)]))[None]
+
+
+def _loss(model, cfg: TrainConfig, image, label, regions, class_weights, backbone_features=None):
     weights = class_weights if cfg.loss == "balanced" else None
     if cfg.model == "fcn":  # every pixel its own atom
         logits = model(image)[0].flatten(1).T
         return losses.pixel_loss_per_pixel(logits, torch.from_numpy(label.ravel()).to(image.device), weights)
-    features = model.features(image)
+    if backbone_features is None:
+        features = model.features(image)
+    else:
+        features = model.project(backbone_features.to(image.device))
     batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:]).to(image.device)
     scores = model.region_scores(features, batch)
     if cfg.model == "baseline":
@@ -214,6 +272,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     cache = ProposalCache(dataset, root=cache_root)
     class_weights = losses.balanced_weights(SiftFlow("train", data_root).class_pixel_counts())
     model = build_model(cfg, dataset.num_classes).to(device)
+    frozen = None
+    if cfg.freeze_backbone:
+        model.backbone.requires_grad_(False)
+        frozen = FrozenFeatures(model, dataset, cfg, cache_root, progress, device)
     new = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     old = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     optimizer = torch.optim.SGD(
@@ -258,7 +320,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
                     proposals = None if cfg.model == "fcn" else cache.get(name, space)
                     image, label, regions = prepare(sample, proposals, cfg, cfg.flip and flips[index],
                                                     training=True)  # fmt: skip
-                    loss = _loss(model, cfg, image.to(device), label, regions, class_weights) / len(chunk)
+                    cached = None if frozen is None else frozen[index, cfg.flip and flips[index]]
+                    loss = _loss(model, cfg, image.to(device), label, regions, class_weights, cached) / len(chunk)
                     loss.backward()
                     step_loss += loss.item()
                     done += 1

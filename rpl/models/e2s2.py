@@ -129,8 +129,11 @@ class E2S2(nn.Module):
             self.head.fc7.load_state_dict(backbone.fc_init["fc7"])
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.backbone(images)
-        return self.neck(x) if self.neck is not None else x
+        return self.project(self.backbone(images))
+
+    def project(self, backbone_features: torch.Tensor) -> torch.Tensor:
+        """The neck (if any) on backbone features: what ROI pooling reads."""
+        return self.neck(backbone_features) if self.neck is not None else backbone_features
 
     def region_scores(self, features: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
         """S[R, C]: logits of every region."""

@@ -1,0 +1,150 @@
+"""The reproduction's experiments in one place: which runs regenerate which table of the paper.
+
+    python -m rpl reproduce            # every run below: train, evaluate, results/<run>.json
+    python -m rpl reproduce --quick    # the same sequence on the quick preset (CI, minutes)
+
+Each :class:`Experiment` is one row of the paper (Tables 1, 3, 4 and the Sec. 4.3 analyses)
+trained with one preset and a few overrides, for one or more seeds. Runs live in
+``runs/<run>`` (resumable, locked while a process works on them, so several ``reproduce``
+processes can share the list); each finished run is evaluated into ``results/<run>.json`` with
+its provenance and wall times. Finished runs and results are skipped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .provenance import provenance, write_json
+
+__all__ = ["Experiment", "EXPERIMENTS", "run_names", "reproduce", "load_results"]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One configuration. ``name`` is the run's folder and results file (seed 0; other seeds
+    add ``_seed<k>``); ``overrides`` are ``--set`` pairs on ``preset``."""
+
+    name: str
+    preset: str
+    overrides: tuple = ()
+    seeds: tuple = (0,)
+    description: str = ""
+
+    def runs(self, quick: bool = False) -> list[tuple[str, int]]:
+        """(run name, seed) pairs; quick mode runs seed 0 only."""
+        seeds = self.seeds[:1] if quick else self.seeds
+        return [(self.name if s == 0 else f"{self.name}_seed{s}", s) for s in seeds]
+
+    def config(self, seed: int = 0, quick: bool = False):
+        from .train import PRESETS
+
+        base = PRESETS["quick"] if quick else PRESETS[self.preset]
+        return base.with_overrides([*self.overrides, f"seed={seed}"])
+
+
+# Two seeds wherever the paper's difference to a neighbouring row is under 2 points (Table 4).
+EXPERIMENTS = {
+    e.name: e
+    for e in (
+        Experiment("e2s2_cpu", "cpu", description="end to end, free-form pooling, balanced loss, fine-tuned backbone"),
+        Experiment("fcn_cpu", "cpu", ("model=fcn",), description="FCN-16s-style on the same fine-tuned backbone"),
+        Experiment("ablation_free-form", "ablation", seeds=(0, 1), description="free-form pooling (region)"),
+        Experiment("ablation_box", "ablation", ("pooling=box",), (0, 1), "box pooling (Fast R-CNN)"),
+        Experiment("ablation_both-tied", "ablation", ("pooling=both", "combine=tied"), (0, 1),
+                   "region + box, tied weights"),  # fmt: skip
+        Experiment("ablation_both-separate", "ablation", ("pooling=both", "combine=separate"), (0, 1),
+                   "region + box, separate weights"),  # fmt: skip
+        Experiment("ablation_rectangles", "ablation", ("regions=rectangles",),
+                   description="purely rectangular: bounding boxes as the regions"),  # fmt: skip
+        Experiment("ablation_unbalanced", "ablation", ("loss=unbalanced",), description="unbalanced pixel loss"),
+        Experiment("ablation_baseline", "ablation", ("model=baseline",),
+                   description="region classification baseline: box pooling, region loss, Eq. 1"),  # fmt: skip
+        Experiment("ablation_softmax-max", "ablation", ("order=softmax-max",),
+                   description="softmax before the max (Eq. 1 inside the end-to-end model)"),  # fmt: skip
+        Experiment("ablation_superpixels", "ablation", ("regions=superpixels",),
+                   description="non-overlapping regions: the Felzenszwalb superpixels only"),  # fmt: skip
+    )
+}
+
+
+def run_names(quick: bool = False) -> list[str]:
+    """Every run of :data:`EXPERIMENTS` in the order ``reproduce`` takes them."""
+    return [name for e in EXPERIMENTS.values() for name, _ in e.runs(quick)]
+
+
+class _RunLock:
+    """An exclusive, non-blocking lock on a run folder, released when the process dies."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.handle = open(folder.parent / f".{folder.name}.lock", "w")
+
+    def __enter__(self) -> bool:
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=None, data_root=None,
+              cache_root=None, device: str = "cpu", progress: bool = True, log=print) -> list[str]:  # fmt: skip
+    """Train and evaluate every run not finished yet; returns the runs this call finished.
+
+    Runs another process holds are skipped (and reported), so ``reproduce`` may run in several
+    processes at once; an interrupted run resumes from its last epoch."""
+    from .train import evaluate, train
+
+    runs_dir, results_dir = Path(runs_dir), Path(results_dir)
+    todo = [(e, name, seed) for e in EXPERIMENTS.values() for name, seed in e.runs(quick)
+            if only is None or e.name in only]  # fmt: skip
+    unknown = set(only or ()) - set(EXPERIMENTS)
+    if unknown:
+        raise ValueError(f"unknown experiments {sorted(unknown)}; choose from {sorted(EXPERIMENTS)}")
+    finished = []
+    for position, (experiment, name, seed) in enumerate(todo, 1):
+        result = results_dir / f"{name}.json"
+        folder = runs_dir / name
+        header = f"[{position}/{len(todo)}] {name}"
+        if result.is_file():
+            log(f"{header}: done ({result})")
+            continue
+        with _RunLock(folder) as mine:
+            if not mine:
+                log(f"{header}: another process is on it, skipped")
+                continue
+            cfg = experiment.config(seed, quick)
+            started = time.monotonic()
+            if not (folder / "train.json").is_file():
+                log(f"{header}: training ({experiment.description}; preset {cfg.preset}), "
+                    f"{len(todo) - position} runs after this one")  # fmt: skip
+                train(cfg, folder, resume=True, data_root=data_root, cache_root=cache_root, progress=progress,
+                      device=device)  # fmt: skip
+            log(f"{header}: evaluating")
+            metrics = evaluate(folder, data_root=data_root, cache_root=cache_root, progress=progress, device=device)
+            summary = json.loads((folder / "train.json").read_text())
+            write_json(result, provenance(run=name, experiment=experiment.name, description=experiment.description,
+                                          train_seconds=summary["train_seconds"],
+                                          wall_seconds_this_call=time.monotonic() - started, **metrics))  # fmt: skip
+            log(f"{header}: class {metrics['all']['class_accuracy']:.1%}, global "
+                f"{metrics['all']['global_accuracy']:.1%} -> {result}")  # fmt: skip
+            finished.append(name)
+    return finished
+
+
+def load_results(results_dir="results") -> dict:
+    """{run name: results payload} for every run of :data:`EXPERIMENTS` with a results file."""
+    out = {}
+    for name in run_names():
+        path = Path(results_dir) / f"{name}.json"
+        if path.is_file():
+            out[name] = json.loads(path.read_text())
+    return out
