@@ -139,15 +139,27 @@ def _predict(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from .experiments import reproduce
+    from .experiments import QUICK_RESULTS, QUICK_RUNS, reproduce
 
-    runs = args.runs or ("cache/quick-runs" if args.quick else "runs")
-    results = args.results or ("cache/quick-results" if args.quick else "results")
+    runs = args.runs or (QUICK_RUNS if args.quick else "runs")
+    results = args.results or (QUICK_RESULTS if args.quick else "results")
     try:
         reproduce(runs, results, quick=args.quick, only=args.only or None, data_root=args.root,
                   cache_root=args.cache, device=args.device)  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         print(f"rpl reproduce: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _figures(args) -> int:
+    from .figures import make_figures
+
+    out = args.out or ("cache/figures-quick" if args.quick else "figures")
+    try:
+        make_figures(out, quick=args.quick, runs_dir=args.runs, data_root=args.root, cache_root=args.cache)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"rpl figures: {e}", file=sys.stderr)
         return 1
     return 0
 
@@ -212,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", help="results files (default: results/)")
     _add_locations(rep)
     rep.set_defaults(handler=_reproduce)
+    fig = commands.add_parser("figures", help="draw the reproduction's figures from runs/ and results/")
+    fig.add_argument("--quick", action="store_true", help="use (and train if missing) the quick runs")
+    fig.add_argument("--out", help="folder (default: figures/, quick: cache/figures-quick)")
+    fig.add_argument("--runs", help="run folders (default: runs/, quick: cache/quick-runs)")
+    fig.add_argument("--root", help="data root (default: $RPL_DATA)")
+    fig.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
+    fig.set_defaults(handler=_figures)
     return parser
 
 

@@ -20,7 +20,10 @@ from pathlib import Path
 
 from .provenance import provenance, write_json
 
-__all__ = ["Experiment", "EXPERIMENTS", "run_names", "reproduce", "load_results"]
+__all__ = ["Experiment", "EXPERIMENTS", "run_names", "reproduce", "load_results", "QUICK_RUNS", "QUICK_RESULTS"]
+
+# Where quick mode (CI, ``--quick``) keeps its runs and results, apart from the real ones.
+QUICK_RUNS, QUICK_RESULTS = "cache/quick-runs", "cache/quick-results"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Experiment:
     overrides: tuple = ()
     seeds: tuple = (0,)
     description: str = ""
+    needs_data: bool = False  # skipped, with a note, when its data set is not in place
 
     def runs(self, quick: bool = False) -> list[tuple[str, int]]:
         """(run name, seed) pairs; quick mode runs seed 0 only."""
@@ -67,6 +71,8 @@ EXPERIMENTS = {
                    description="softmax before the max (Eq. 1 inside the end-to-end model)"),  # fmt: skip
         Experiment("ablation_superpixels", "ablation", ("regions=superpixels",),
                    description="non-overlapping regions: the Felzenszwalb superpixels only"),  # fmt: skip
+        Experiment("pascal-context_cpu", "cpu", ("dataset=pascal-context",), description="Table 2: PASCAL Context",
+                   needs_data=True),  # fmt: skip
     )
 }
 
@@ -101,7 +107,7 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
 
     Runs another process holds are skipped (and reported), so ``reproduce`` may run in several
     processes at once; an interrupted run resumes from its last epoch."""
-    from .train import evaluate, train
+    from .train import evaluate, load_dataset, train
 
     runs_dir, results_dir = Path(runs_dir), Path(results_dir)
     todo = [(e, name, seed) for e in EXPERIMENTS.values() for name, seed in e.runs(quick)
@@ -122,6 +128,12 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
                 log(f"{header}: another process is on it, skipped")
                 continue
             cfg = experiment.config(seed, quick)
+            if experiment.needs_data:
+                try:
+                    load_dataset(cfg, "train", data_root)
+                except (FileNotFoundError, ValueError) as e:
+                    log(f"{header}: skipped, its data is not here ({e})")
+                    continue
             started = time.monotonic()
             if not (folder / "train.json").is_file():
                 log(f"{header}: training ({experiment.description}; preset {cfg.preset}), "

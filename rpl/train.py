@@ -27,15 +27,20 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import losses
-from .data import SIFTFLOW_CLASSES, SiftFlow
+from .data import PASCAL_CONTEXT_CLASSES, SIFTFLOW_CLASSES, PascalContext, SiftFlow
 from .metrics import ConfusionMatrix, boundary_mask
 from .models import E2S2, FCN, ModelConfig, RegionBatch, mobilenet_v2, vgg16
 from .proposals import COLOR_SPACES, ProposalCache, RegionSet
 from .proposals import cache_root as cache_root_of
 
-__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "load_run", "prepare", "predict_labels"]
+__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "load_run", "prepare", "predict_labels", "predict_sample"]
 
 MODELS = ("e2s2", "baseline", "fcn")
+# name -> (class, training split, test split, class names)
+DATASETS = {
+    "siftflow": (SiftFlow, "train", "test", SIFTFLOW_CLASSES),
+    "pascal-context": (PascalContext, "train", "val", PASCAL_CONTEXT_CLASSES),
+}
 REGION_KINDS = ("selective-search", "superpixels", "rectangles")
 
 
@@ -44,6 +49,7 @@ class TrainConfig:
     """Everything a run depends on; saved with its checkpoints."""
 
     preset: str = "cpu"
+    dataset: str = "siftflow"
     model: str = "e2s2"
     backbone: str = "mobilenet_v2"
     pooling: str = "free-form"
@@ -70,6 +76,8 @@ class TrainConfig:
     freeze_backbone: bool = False
 
     def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.regions not in REGION_KINDS:
@@ -128,6 +136,14 @@ PRESETS = {
 }
 
 
+def load_dataset(cfg: TrainConfig, split: str, data_root=None):
+    """The run's data set: ``split`` is ``"train"`` or ``"test"`` (PASCAL Context's val)."""
+    cls, train_split, test_split, _ = DATASETS[cfg.dataset]
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return cls(train_split if split == "train" else test_split, data_root)
+
+
 def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
     weights = "imagenet" if pretrained and cfg.weights == "imagenet" else None
     backbone = {"mobilenet_v2": mobilenet_v2, "vgg16": vgg16}[cfg.backbone](weights)
@@ -159,6 +175,17 @@ def predict_labels(model, image: torch.Tensor, regions: RegionSet | None) -> tor
         batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:]).to(image.device)
         atoms = model.atom_scores(model.region_scores(features, batch), batch)
         return (atoms.argmax(1) + 1)[batch.cells].cpu()
+
+
+def predict_sample(model, cfg: TrainConfig, sample, cache: ProposalCache, device="cpu") -> np.ndarray:
+    """Label map (int[H, W], 1..C) of a data set sample at its own resolution, with the RGB
+    proposals of ``cache`` for region models (as at test time in the paper)."""
+    proposals = None if cfg.model == "fcn" else cache.get(sample.name, "rgb")
+    image, _, regions = prepare(sample, proposals, cfg, False, training=False)
+    pred = predict_labels(model, image.to(device), regions).numpy()
+    if pred.shape != sample.label.shape:
+        pred = np.asarray(Image.fromarray(pred.astype(np.uint8)).resize(sample.label.shape[::-1], Image.NEAREST))
+    return pred
 
 
 def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, training: bool):
@@ -268,9 +295,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    dataset = _subset(SiftFlow("train", data_root), cfg.train_images)
+    dataset = _subset(load_dataset(cfg, "train", data_root), cfg.train_images)
     cache = ProposalCache(dataset, root=cache_root)
-    class_weights = losses.balanced_weights(SiftFlow("train", data_root).class_pixel_counts())
+    class_weights = losses.balanced_weights(load_dataset(cfg, "train", data_root).class_pixel_counts())
     model = build_model(cfg, dataset.num_classes).to(device)
     frozen = None
     if cfg.freeze_backbone:
@@ -353,7 +380,7 @@ def load_run(run: str | os.PathLike):
         raise FileNotFoundError(f"{checkpoint} not found: is {run} a run folder written by `python -m rpl train`?")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig(**state["config"])
-    model = build_model(cfg, len(SIFTFLOW_CLASSES), pretrained=False)
+    model = build_model(cfg, len(DATASETS[cfg.dataset][3]), pretrained=False)
     model.load_state_dict(state["model"])
     return model.eval(), cfg
 
@@ -364,17 +391,13 @@ def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_
     accuracies; written to ``run/metrics.json`` and returned."""
     model, cfg = load_run(run)
     model.to(device)
-    dataset = _subset(SiftFlow(split, data_root), cfg.test_images)
+    dataset = _subset(load_dataset(cfg, split, data_root), cfg.test_images)
     cache = ProposalCache(dataset, root=cache_root)
     every, boundary = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
     started = time.monotonic()
     for index in tqdm(range(len(dataset)), desc=f"evaluate {split}", unit="img", disable=not progress):
         sample = dataset[index]
-        proposals = None if cfg.model == "fcn" else cache.get(sample.name, "rgb")
-        image, label, regions = prepare(sample, proposals, cfg, False, training=False)
-        pred = predict_labels(model, image.to(device), regions).numpy()
-        if pred.shape != sample.label.shape:  # evaluated at the data set's own resolution
-            pred = np.asarray(Image.fromarray(pred.astype(np.uint8)).resize(sample.label.shape[::-1], Image.NEAREST))
+        pred = predict_sample(model, cfg, sample, cache, device)
         every.update(pred, sample.label)
         boundary.update(pred, sample.label, mask=boundary_mask(sample.label))
     metrics = {

@@ -49,6 +49,14 @@ def real_pascal_context() -> Path:
     return _real_data_dir("pascal-context")
 
 
+@pytest.fixture
+def env(real_siftflow, monkeypatch, tmp_path):
+    """Real SIFT Flow and weights, a fresh proposal/feature cache under ``tmp_path``."""
+    monkeypatch.setenv("RPL_WEIGHTS", str(real_siftflow.parent / "weights"))
+    monkeypatch.setenv("RPL_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
 def write_siftflow_tree(root: Path, train=("coast_a", "forest_b"), test=("street_c",), size=8):
     """A tiny SIFT Flow data root (``root/siftflow/...``) in the official zip's layout."""
     base = root / "siftflow"

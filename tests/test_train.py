@@ -7,19 +7,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from rpl.__main__ import main
 from rpl.train import PRESETS, TrainConfig, evaluate, train
-
-
-@pytest.fixture
-def env(real_siftflow, monkeypatch, tmp_path):
-    weights = real_siftflow.parent / "weights"
-    monkeypatch.setenv("RPL_WEIGHTS", str(weights))
-    monkeypatch.setenv("RPL_CACHE", str(tmp_path / "cache"))
-    return tmp_path
 
 
 def test_quick_train_and_evaluate(env, capsys):
@@ -96,7 +89,39 @@ def test_predict_any_image(env, real_siftflow, capsys):
     Image.open(image).resize((200, 150)).save(small)  # any size, any format
     assert main(["predict", str(env / "run"), str(small), "-o", str(env / "out" / "pred.png")]) == 0
     labels = Image.open(env / "out" / "pred.png")
-    assert labels.size == (200, 150) and 1 <= min(labels.getdata()) <= max(labels.getdata()) <= 33
+    assert labels.size == (200, 150) and 1 <= np.asarray(labels).min() <= np.asarray(labels).max() <= 33
     assert Image.open(env / "out" / "pred_overlay.png").size == (600, 150)
     assert main(["predict", str(env / "nothing"), str(small), "-o", str(env / "x.png")]) == 1
     assert "checkpoint.pt not found" in capsys.readouterr().err
+
+
+def test_frozen_backbone_trains_head_only_on_cached_features(env):
+    from rpl.train import FrozenFeatures, build_model, load_dataset, prepare
+
+    cfg = PRESETS["quick"].with_overrides(["freeze_backbone=true", "train_images=4", "test_images=2"])
+    summary = train(cfg, env / "run", progress=False)
+    assert summary["train_images"] == 4
+    trained = torch.load(env / "run" / "checkpoint.pt", weights_only=False)["model"]
+    torch.manual_seed(cfg.seed)
+    fresh = build_model(cfg, 33).state_dict()
+    for name, value in fresh.items():
+        if name.startswith("backbone."):
+            assert torch.equal(trained[name], value), name
+    assert not torch.equal(trained["head.fc6.weight"], fresh["head.fc6.weight"])
+    # the cache holds exactly what the backbone gives for the prepared (flipped) image
+    model = build_model(cfg, 33).eval()
+    dataset = load_dataset(cfg, "train")
+    dataset.names = dataset.names[:: len(dataset.names) // 4][:4]
+    cached = FrozenFeatures(model, dataset, cfg)
+    assert sorted(p.name for p in cached.path.parent.iterdir()) == [cached.path.name]  # no temporary left
+    with torch.no_grad():
+        image = prepare(dataset[2], None, cfg, True, training=False)[0]
+        assert torch.allclose(cached[2, True], model.backbone(image), atol=1e-6)
+    assert evaluate(env / "run", progress=False)["images"] == 2
+
+
+def test_frozen_fcn_and_unknown_dataset_are_refused():
+    with pytest.raises(ValueError, match="linear probe"):
+        TrainConfig(model="fcn", freeze_backbone=True)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        TrainConfig(dataset="imagenet")

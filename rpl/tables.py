@@ -1,0 +1,239 @@
+"""The paper's tables beside ours, built from ``results/`` (one JSON per run).
+
+Each table is a :class:`pandas.DataFrame` with the paper's number, ours (mean over seeds, with
+the lowest and highest seed and the seed count) and the results files the row was read from, so
+every cell can be traced. Numbers are percentages. A run without a results file gives NaN.
+
+Paper numbers are those printed in Caesar et al. (ECCV 2016) for SIFT Flow and PASCAL Context;
+the FCN-16s literature row of Table 1 is from Long et al. (CVPR 2015), Table 6.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .experiments import EXPERIMENTS, load_results
+
+__all__ = ["PAPER", "measure", "table1", "table2", "table3", "table4", "section43", "all_tables", "pretty",
+           "claims", "markdown"]
+
+NaN = math.nan
+
+# Published numbers (percent). Keys: (table, row) -> {measure: value}.
+PAPER = {
+    ("Table 1", "FCN-16s (Long et al. 2015)"): {"class_accuracy": 51.7, "global_accuracy": 85.2, "mean_iou": 39.5},
+    ("Table 1", "Ours, balanced loss"): {"class_accuracy": 64.0},
+    ("Table 1", "Ours, unbalanced loss"): {"global_accuracy": 84.3},
+    ("Table 2", "Ours"): {"class_accuracy": 49.9, "global_accuracy": 62.4, "mean_iou": 32.5},
+    ("Table 3", "FCN-16s"): {"class_accuracy": 49.3, "boundary_class_accuracy": 37.9},
+    ("Table 3", "Ours"): {"class_accuracy": 64.0, "boundary_class_accuracy": 57.3},
+    ("Table 4", "Box (bbox)"): {"class_accuracy": 62.3},
+    ("Table 4", "Free-form (region)"): {"class_accuracy": 62.8},
+    ("Table 4", "Region + box, tied"): {"class_accuracy": 63.4},
+    ("Table 4", "Region + box, separate"): {"class_accuracy": 64.0},
+    ("Table 4", "Purely rectangular"): {"class_accuracy": 59.3},
+    ("Sec. 4.3", "Baseline, box pooling"): {"global_accuracy": 60.9},
+    ("Sec. 4.3", "End to end, box pooling"): {"global_accuracy": 83.7},
+    ("Sec. 4.3", "Softmax before max"): {"class_accuracy": 64.0 - 8.7},
+    ("Sec. 4.3", "Overlapping regions (Selective Search)"): {"class_accuracy": 64.0},
+    ("Sec. 4.3", "Non-overlapping regions (superpixels)"): {"class_accuracy": 60.0},
+}
+
+# Our rows: (table, row) -> experiment whose runs give our numbers.
+OURS = {
+    ("Table 2", "Ours"): "pascal-context_cpu",
+    ("Table 1", "Ours, balanced loss"): "ablation_free-form",
+    ("Table 1", "Ours, unbalanced loss"): "ablation_unbalanced",
+    ("Table 1", "Ours, balanced loss, fine-tuned backbone"): "e2s2_cpu",
+    ("Table 3", "FCN-16s"): "fcn_cpu",
+    ("Table 3", "Ours"): "e2s2_cpu",
+    ("Table 4", "Box (bbox)"): "ablation_box",
+    ("Table 4", "Free-form (region)"): "ablation_free-form",
+    ("Table 4", "Region + box, tied"): "ablation_both-tied",
+    ("Table 4", "Region + box, separate"): "ablation_both-separate",
+    ("Table 4", "Purely rectangular"): "ablation_rectangles",
+    ("Sec. 4.3", "Baseline, box pooling"): "ablation_baseline",
+    ("Sec. 4.3", "End to end, box pooling"): "ablation_box",
+    ("Sec. 4.3", "Softmax before max"): "ablation_softmax-max",
+    ("Sec. 4.3", "Overlapping regions (Selective Search)"): "ablation_free-form",
+    ("Sec. 4.3", "Non-overlapping regions (superpixels)"): "ablation_superpixels",
+}
+
+
+# Paper rows we cannot run here, and why.
+NOT_HERE = {("Table 2", "Ours"): "needs the PASCAL Context training set (only a 50-image val sample here)"}
+
+
+def measure(payload: dict, key: str) -> float:
+    """A measure of one results payload in percent; ``boundary_`` prefixes read the 4-px band."""
+    part, name = ("boundary", key[len("boundary_") :]) if key.startswith("boundary_") else ("all", key)
+    value = payload[part][name]
+    return NaN if value is None else 100.0 * value
+
+
+def _ours(results: dict, experiment: str, key: str) -> dict:
+    names = [name for name, _ in EXPERIMENTS[experiment].runs()]
+    values = [measure(results[n], key) for n in names if n in results]
+    return {
+        "ours": float(np.mean(values)) if values else NaN,
+        "ours_min": min(values) if values else NaN,
+        "ours_max": max(values) if values else NaN,
+        "seeds": len(values),
+        "preset": EXPERIMENTS[experiment].preset,
+        "results": ", ".join(f"results/{n}.json" for n in names if n in results) or "(not run yet)",
+    }
+
+
+def _table(results: dict, table: str, keys: tuple) -> pd.DataFrame:
+    rows = []
+    for (t, row), paper in PAPER.items():
+        if t == table:
+            rows.append((row, paper))
+    for (t, row), _ in OURS.items():
+        if t == table and (t, row) not in PAPER:
+            rows.append((row, {}))
+    records = []
+    for row, paper in rows:
+        for key in keys:
+            record = {"row": row, "measure": key, "paper": paper.get(key, NaN)}
+            experiment = OURS.get((table, row))
+            if experiment is None:
+                record.update(ours=NaN, ours_min=NaN, ours_max=NaN, seeds=0, preset="", results="(literature)")
+            else:
+                record.update(_ours(results, experiment, key))
+                if record["seeds"] == 0 and (table, row) in NOT_HERE:
+                    record["results"] = NOT_HERE[(table, row)]
+            records.append(record)
+    frame = pd.DataFrame.from_records(records)
+    return frame
+
+
+def table1(results: dict) -> pd.DataFrame:
+    """SIFT Flow, balanced versus unbalanced pixel loss, with the literature rows."""
+    return _table(results, "Table 1", ("class_accuracy", "global_accuracy", "mean_iou"))
+
+
+def table2(results: dict) -> pd.DataFrame:
+    """PASCAL Context: the paper's numbers (ours need the PASCAL Context training set)."""
+    return _table(results, "Table 2", ("class_accuracy", "global_accuracy", "mean_iou"))
+
+
+def table3(results: dict) -> pd.DataFrame:
+    """Class-average accuracy on all pixels and within 4 px of a boundary, ours versus FCN."""
+    return _table(results, "Table 3", ("class_accuracy", "boundary_class_accuracy"))
+
+
+def table4(results: dict) -> pd.DataFrame:
+    """ROI pooling variants, class-average accuracy."""
+    return _table(results, "Table 4", ("class_accuracy",))
+
+
+def section43(results: dict) -> pd.DataFrame:
+    """Sec. 4.3: baseline versus end to end, softmax before max, non-overlapping regions."""
+    return _table(results, "Sec. 4.3", ("class_accuracy", "global_accuracy"))
+
+
+def all_tables(results_dir="results") -> dict[str, pd.DataFrame]:
+    """{title: table} for every table, read from ``results_dir``."""
+    results = load_results(results_dir)
+    return {
+        "Table 1": table1(results),
+        "Table 2": table2(results),
+        "Table 3": table3(results),
+        "Table 4": table4(results),
+        "Sec. 4.3": section43(results),
+    }
+
+
+def _cell(value: float, low: float = NaN, high: float = NaN, seeds: int = 1) -> str:
+    if math.isnan(value):
+        return "–"
+    if seeds > 1:
+        return f"{value:.1f} ({low:.1f}–{high:.1f})"
+    return f"{value:.1f}"
+
+
+MEASURE_NAMES = {
+    "class_accuracy": "class acc.",
+    "global_accuracy": "global acc.",
+    "mean_iou": "mIoU",
+    "boundary_class_accuracy": "class acc., 4-px boundaries",
+}
+
+
+def markdown(results_dir="results") -> str:
+    """One Markdown table of every row, paper versus ours, with the results files: the README's."""
+    lines = ["| table | row | measure | paper | ours | preset | results |", "|---|---|---|---|---|---|---|"]
+    for title, frame in all_tables(results_dir).items():
+        for r in frame.itertuples():
+            if math.isnan(r.paper) and math.isnan(r.ours):
+                continue
+            lines.append(f"| {title} | {r.row} | {MEASURE_NAMES[r.measure]} | {_cell(r.paper)} | "
+                         f"{_cell(r.ours, r.ours_min, r.ours_max, r.seeds)} | {r.preset} | {r.results} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def pretty(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table for reading: one line per row and measure, paper, ours (mean, and the seeds'
+    range where there are several), difference, and the results files."""
+    out = pd.DataFrame({
+        "row": frame["row"],
+        "measure": frame["measure"].map(MEASURE_NAMES),
+        "paper": [_cell(v) for v in frame["paper"]],
+        "ours": [_cell(m, lo, hi, n) for m, lo, hi, n in zip(frame["ours"], frame["ours_min"], frame["ours_max"],
+                                                              frame["seeds"])],
+        "ours - paper": [_cell(o - p) for o, p in zip(frame["ours"], frame["paper"])],
+        "seeds": frame["seeds"],
+        "results": frame["results"],
+    })  # fmt: skip
+    keep = ~(frame["paper"].isna() & frame["ours"].isna())
+    return out[keep.to_numpy()].reset_index(drop=True)
+
+
+# The paper's comparisons: (claim, measure, experiment A, experiment B, paper's A - B).
+CLAIMS = (
+    ("balanced loss raises class accuracy", "class_accuracy", "ablation_free-form", "ablation_unbalanced", NaN),
+    ("unbalanced loss raises global accuracy", "global_accuracy", "ablation_unbalanced", "ablation_free-form", NaN),
+    ("free-form beats box pooling (Table 4)", "class_accuracy", "ablation_free-form", "ablation_box", 62.8 - 62.3),
+    ("region + box (tied) beats free-form (Table 4)", "class_accuracy", "ablation_both-tied", "ablation_free-form",
+     63.4 - 62.8),
+    ("separate beats tied weights (Table 4)", "class_accuracy", "ablation_both-separate", "ablation_both-tied",
+     64.0 - 63.4),
+    ("free-form regions beat purely rectangular ones (Table 4)", "class_accuracy", "ablation_free-form",
+     "ablation_rectangles", 62.8 - 59.3),
+    ("end to end beats the baseline, both box pooling (Sec. 4.3)", "global_accuracy", "ablation_box",
+     "ablation_baseline", 83.7 - 60.9),
+    ("max before softmax beats softmax before max (Sec. 4.3)", "class_accuracy", "ablation_free-form",
+     "ablation_softmax-max", 8.7),
+    ("overlapping regions beat non-overlapping ones (Sec. 4.3)", "class_accuracy", "ablation_free-form",
+     "ablation_superpixels", 64.0 - 60.0),
+    ("ours beats FCN at boundaries (Table 3)", "boundary_class_accuracy", "e2s2_cpu", "fcn_cpu", 57.3 - 37.9),
+    ("ours beats FCN on all pixels (Table 3)", "class_accuracy", "e2s2_cpu", "fcn_cpu", 64.0 - 49.3),
+)  # fmt: skip
+
+
+def claims(results: dict) -> pd.DataFrame:
+    """Each comparison the paper makes, its difference there and here (A - B, points).
+
+    ``reproduces`` is "yes" when our difference has the paper's sign and, where either side has
+    several seeds, exceeds the larger of the two seed ranges; "no" when it has the opposite sign
+    beyond that range; "within noise" otherwise; empty while a run is missing."""
+    records = []
+    for claim, key, a, b, paper in CLAIMS:
+        ours_a, ours_b = _ours(results, a, key), _ours(results, b, key)
+        diff = ours_a["ours"] - ours_b["ours"]
+        ranges = (ours_a["ours_max"] - ours_a["ours_min"], ours_b["ours_max"] - ours_b["ours_min"])
+        noise = max((r for r in ranges if not math.isnan(r)), default=0.0)
+        if math.isnan(diff):
+            verdict = ""
+        elif abs(diff) <= noise:
+            verdict = "within noise"
+        else:
+            verdict = "yes" if diff > 0 else "no"
+        records.append({"claim": claim, "measure": MEASURE_NAMES[key], "paper A - B": _cell(paper),
+                        "ours A - B": _cell(diff), "seed range": _cell(noise) if noise else "", "reproduces": verdict,
+                        "A": a, "B": b})  # fmt: skip
+    return pd.DataFrame.from_records(records)

@@ -1,0 +1,113 @@
+"""The experiment list, `reproduce` (resumable, locked), the paper tables and the figures."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from rpl import tables
+from rpl.__main__ import main
+from rpl.experiments import EXPERIMENTS, _RunLock, reproduce, run_names
+from rpl.figures import FIGURES
+from rpl.train import TrainConfig
+
+
+def test_every_experiment_is_a_valid_configuration():
+    for experiment in EXPERIMENTS.values():
+        for name, seed in experiment.runs():
+            cfg = experiment.config(seed)
+            assert isinstance(cfg, TrainConfig) and cfg.seed == seed and cfg.preset == experiment.preset
+    assert len(set(run_names())) == len(run_names())
+    assert EXPERIMENTS["ablation_baseline"].config().model_config().pooling == "box"
+
+
+def test_close_comparisons_have_two_seeds():
+    """Where the paper's difference is under 2 points, both sides run at least 2 seeds."""
+    for claim, _, a, b, paper in tables.CLAIMS:
+        if abs(paper) < 2:
+            assert len(EXPERIMENTS[a].seeds) >= 2 and len(EXPERIMENTS[b].seeds) >= 2, claim
+
+
+def test_every_paper_row_maps_to_an_experiment():
+    for key, experiment in tables.OURS.items():
+        assert experiment in EXPERIMENTS, key
+    for _, _, a, b, _ in tables.CLAIMS:
+        assert a in EXPERIMENTS and b in EXPERIMENTS
+
+
+def test_reproduce_quick_writes_results_skips_finished_and_locked_runs(env):
+    runs, results = env / "runs", env / "results"
+    lines = []
+    assert reproduce(runs, results, quick=True, only=["ablation_box"], progress=False, log=lines.append) == [
+        "ablation_box"
+    ]
+    payload = json.loads((results / "ablation_box.json").read_text())
+    assert payload["config"]["pooling"] == "box" and payload["config"]["preset"] == "quick"
+    assert payload["git_commit"] and payload["train_seconds"] > 0 and payload["machine"]
+    assert set(payload["all"]) >= {"class_accuracy", "global_accuracy", "mean_iou", "per_class_accuracy"}
+    assert payload["boundary"]["pixels"] < payload["all"]["pixels"]
+    lines.clear()
+    assert reproduce(runs, results, quick=True, only=["ablation_box"], progress=False, log=lines.append) == []
+    assert "done" in lines[0]
+    with _RunLock(runs / "ablation_unbalanced") as mine:  # another process holds this run
+        assert mine
+        lines.clear()
+        assert reproduce(runs, results, quick=True, only=["ablation_unbalanced"], log=lines.append) == []
+        assert "another process" in lines[0]
+    assert not (results / "ablation_unbalanced.json").exists()
+    with pytest.raises(ValueError, match="unknown experiments"):
+        reproduce(runs, results, only=["table9"])
+
+
+def test_reproduce_skips_experiments_whose_data_is_missing(env, monkeypatch):
+    lines = []
+    monkeypatch.setenv("RPL_DATA", str(env / "nowhere"))
+    assert reproduce(env / "runs", env / "results", quick=True, only=["pascal-context_cpu"], log=lines.append) == []
+    assert "skipped, its data is not here" in lines[0] and "PASCAL Context" in lines[0]
+
+
+def _write_result(folder, name, class_accuracy, global_accuracy=0.5, boundary=0.3):
+    part = lambda acc: {"class_accuracy": acc, "global_accuracy": global_accuracy, "mean_iou": 0.2}  # noqa: E731
+    payload = {"all": part(class_accuracy), "boundary": part(boundary), "train_seconds": 60.0}
+    (folder / f"{name}.json").write_text(json.dumps(payload))
+
+
+def test_tables_and_claims_from_results_files(tmp_path):
+    _write_result(tmp_path, "ablation_free-form", 0.40)
+    _write_result(tmp_path, "ablation_free-form_seed1", 0.44)
+    _write_result(tmp_path, "ablation_box", 0.30)
+    _write_result(tmp_path, "ablation_box_seed1", 0.31)
+    _write_result(tmp_path, "ablation_both-tied", 0.41)
+    _write_result(tmp_path, "ablation_both-tied_seed1", 0.43)
+    _write_result(tmp_path, "ablation_softmax-max", 0.50)
+    frames = tables.all_tables(tmp_path)
+    t4 = frames["Table 4"].set_index("row")
+    assert t4.loc["Free-form (region)", "ours"] == pytest.approx(42.0)
+    assert (t4.loc["Free-form (region)", "ours_min"], t4.loc["Free-form (region)", "seeds"]) == (40.0, 2)
+    assert t4.loc["Free-form (region)", "paper"] == 62.8
+    assert math.isnan(t4.loc["Purely rectangular", "ours"])
+    assert "results/ablation_box.json, results/ablation_box_seed1.json" == t4.loc["Box (bbox)", "results"]
+    shown = tables.pretty(frames["Table 4"]).set_index("row")
+    assert shown.loc["Free-form (region)", "ours"] == "42.0 (40.0–44.0)"
+    assert shown.loc["Free-form (region)", "ours - paper"] == "-20.8"
+    verdicts = tables.claims(tables.load_results(tmp_path)).set_index("A")["reproduces"]
+    assert verdicts["ablation_both-tied"] == "within noise"  # 42 vs 42, spread 4
+    claims = tables.claims(tables.load_results(tmp_path)).set_index("B")
+    assert claims.loc["ablation_box", "reproduces"] == "yes"  # +11.5 against a spread of 4
+    assert claims.loc["ablation_softmax-max", "reproduces"] == "no"  # softmax first is better here
+    assert claims.loc["ablation_superpixels", "reproduces"] == ""  # not run
+    text = tables.markdown(tmp_path)
+    assert "| Table 4 | Free-form (region) | class acc. | 62.8 | 42.0 (40.0–44.0) |" in text
+
+
+def test_readme_results_table_matches_the_results_files():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert tables.markdown(Path(__file__).parents[1] / "results") in readme, "README's results table is stale: paste rpl.tables.markdown()"
+
+
+def test_figures_command_writes_every_figure(env, capsys):
+    out = env / "figures"
+    assert main(["figures", "--quick", "--out", str(out), "--runs", str(env / "quick-runs")]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(FIGURES)
+    assert all((out / f).stat().st_size > 10_000 for f in FIGURES)
