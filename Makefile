@@ -24,34 +24,33 @@ test: $(STAMP)
 	RPL_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest tests/cuda
 
-# The reproduction, so far: check the data, extract the proposals into the cache, train and
-# evaluate the end-to-end model and the baseline (each resumable, skipped once finished), then
-# run the notebooks in order on the real data, writing their outputs in place and their figures
-# to figures/. QUICK=1: the same steps, small (quick preset, runs under cache/quick-runs).
+# The reproduction: check the data, extract the proposals into the cache, then every run of
+# rpl.experiments (train, evaluate, results/<run>.json) in JOBS single-threaded processes that
+# share the list (each run is locked by the process on it, resumable, skipped once finished),
+# then the figures and the notebooks in order, in place. QUICK=1: the same steps on the quick
+# preset (runs and results under cache/, figures in cache/figures-quick), in minutes.
+JOBS ?= 2
 ifeq ($(QUICK),1)
 PROPOSALS := --split test --color-spaces rgb
-PRESET := quick
-RUNS := cache/quick-runs
+QUICKFLAG := --quick
 else
 PROPOSALS := --split all --color-spaces rgb,hsv,lab
-PRESET := cpu
-RUNS := runs
+QUICKFLAG :=
 endif
 
 reproduce: $(STAMP)
 	@$(PY) -m rpl check siftflow
 	@echo "== proposals: Selective Search into the cache ($(PROPOSALS))"
 	$(PY) -m rpl proposals --dataset siftflow $(PROPOSALS)
-	@for model in e2s2 baseline; do \
-		run=$(RUNS)/$${model}_$(PRESET); \
-		if [ -f $$run/train.json ]; then echo "== $$run: trained already"; else \
-			echo "== training $$run (resumable)"; \
-			$(PY) -m rpl train --preset $(PRESET) --model $$model --out $$run --resume || exit 1; fi; \
-		if [ "$(QUICK)" != 1 ]; then \
-			$(PY) -m rpl evaluate $$run --results results/$${model}_$(PRESET).json || exit 1; fi; \
-	done
+	@echo "== training and evaluating every experiment in $(JOBS) processes (python -m rpl reproduce $(QUICKFLAG))"
+	@pids=""; for i in $$(seq $(JOBS)); do \
+		OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 $(PY) -m rpl reproduce $(QUICKFLAG) --no-progress & pids="$$pids $$!"; \
+		sleep 2; done; \
+	status=0; for p in $$pids; do wait $$p || status=1; done; exit $$status
+	@echo "== figures"
+	$(PY) -m rpl figures $(QUICKFLAG)
 	@for nb in $(NOTEBOOKS); do \
 		echo "== running $$nb (RPL_QUICK=$(QUICK))"; \
 		RPL_QUICK=$(QUICK) $(PY) -m jupyter nbconvert --to notebook --execute --inplace $$nb || exit 1; \
 	done
-	@echo "== done: notebooks/ hold the outputs, figures/ the figures"
+	@echo "== done: results/ hold the numbers, notebooks/ the tables, figures/ the figures"

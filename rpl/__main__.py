@@ -145,7 +145,7 @@ def _reproduce(args) -> int:
     results = args.results or (QUICK_RESULTS if args.quick else "results")
     try:
         reproduce(runs, results, quick=args.quick, only=args.only or None, data_root=args.root,
-                  cache_root=args.cache, device=args.device)  # fmt: skip
+                  cache_root=args.cache, device=args.device, progress=args.progress)  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         print(f"rpl reproduce: {e}", file=sys.stderr)
         return 1
@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--quick", action="store_true", help="quick preset, into cache/quick-runs and cache/quick-results")
     rep.add_argument("--only", action="append", default=[], metavar="EXPERIMENT", help="run only these (repeatable)")
     rep.add_argument("--runs", help="run folders (default: runs/)")
+    rep.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     rep.add_argument("--results", help="results files (default: results/)")
     _add_locations(rep)
     rep.set_defaults(handler=_reproduce)
