@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import data
@@ -72,6 +73,8 @@ def _proposals(args) -> int:
 
 
 def _train(args) -> int:
+    import torch.distributed as dist
+
     from .train import PRESETS, train
 
     cfg = PRESETS[args.preset]
@@ -82,8 +85,13 @@ def _train(args) -> int:
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"rpl train: {e}", file=sys.stderr)
         return 1
-    print(f"trained {summary['epochs']} epochs on {summary['train_images']} images in "
-          f"{summary['train_seconds'] / 60:.1f} min ({summary['images_per_s']:.2f} images/s) -> {args.out}")
+    finally:
+        if dist.is_initialized():  # under torchrun
+            dist.destroy_process_group()
+    if not dist.is_initialized() and int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {summary['epochs']} epochs on {summary['train_images']} images in "
+              f"{summary['train_seconds'] / 60:.1f} min ({summary['images_per_s']:.2f} images/s, "
+              f"{summary['ranks']} process{'es' if summary['ranks'] > 1 else ''}) -> {args.out}")
     return 0
 
 

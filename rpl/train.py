@@ -12,6 +12,7 @@ epoch, ends where an uninterrupted run ends.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from tqdm.auto import tqdm
 
 from . import losses
@@ -33,7 +35,7 @@ from .models import E2S2, FCN, ModelConfig, RegionBatch, mobilenet_v2, vgg16
 from .proposals import COLOR_SPACES, ProposalCache, RegionSet
 from .proposals import cache_root as cache_root_of
 
-__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "load_run", "prepare", "predict_labels", "predict_sample"]
+__all__ = ["TrainConfig", "PRESETS", "train", "distributed", "evaluate", "load_run", "prepare", "predict_labels", "predict_sample"]
 
 MODELS = ("e2s2", "baseline", "fcn")
 # name -> (class, training split, test split, class names)
@@ -74,6 +76,7 @@ class TrainConfig:
     seed: int = 0
     weights: str = "imagenet"
     freeze_backbone: bool = False
+    precision: str = "fp32"
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -86,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"weights must be 'imagenet' or 'none' (random initialisation), got {self.weights!r}")
         if self.loss not in ("balanced", "unbalanced"):
             raise ValueError(f"loss must be 'balanced' or 'unbalanced', got {self.loss!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16' (autocast), got {self.precision!r}")
         if self.freeze_backbone and self.model == "fcn":
             raise ValueError("freeze_backbone is for the region models: a frozen FCN is a linear probe")
         self.color_spaces = tuple(self.color_spaces)
@@ -286,14 +291,58 @@ def _subset(dataset, count: int):
     return dataset
 
 
+class _TrainingStep(nn.Module):
+    """One image's loss as a module's forward, so DistributedDataParallel sees the forward and
+    synchronises the gradients of the backward that follows."""
+
+    def __init__(self, model, cfg: TrainConfig, class_weights):
+        super().__init__()
+        self.model, self.cfg, self.class_weights = model, cfg, class_weights
+
+    def forward(self, image, label, regions, backbone_features=None):
+        with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            return _loss(self.model, self.cfg, image, label, regions, self.class_weights, backbone_features)
+
+
+def distributed(device: str = "cpu") -> tuple[int, int, str]:
+    """(rank, world size, device) of this process. Under ``torchrun`` (``WORLD_SIZE`` > 1) the
+    process group is initialised once (NCCL for CUDA, gloo on CPU) and each rank takes the
+    GPU ``LOCAL_RANK``; otherwise (0, 1, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
+
+
 def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_root=None,
           cache_root=None, progress: bool = True, device: str = "cpu") -> dict:  # fmt: skip
-    """Train a model; returns the summary written to ``out/train.json``."""
+    """Train a model; returns the summary written to ``out/train.json``.
+
+    Under ``torchrun --nproc-per-node N`` each step's ``images_per_step`` images are shared
+    out among the N ranks (image k of a step to rank k mod N) and DistributedDataParallel sums
+    their gradients, so a step equals the single-process step; rank 0 alone writes the
+    checkpoint and the log. Dropout is seeded per image, wherever the image is processed."""
+    rank, world, device = distributed(device)
     out = Path(out)
     checkpoint = out / "checkpoint.pt"
     if out.exists() and any(out.iterdir()) and not resume:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    _barrier(world)  # every rank has looked before rank 0 writes
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     dataset = _subset(load_dataset(cfg, "train", data_root), cfg.train_images)
     cache = ProposalCache(dataset, root=cache_root)
@@ -302,7 +351,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     frozen = None
     if cfg.freeze_backbone:
         model.backbone.requires_grad_(False)
-        frozen = FrozenFeatures(model, dataset, cfg, cache_root, progress, device)
+        if rank == 0:
+            FrozenFeatures(model, dataset, cfg, cache_root, progress, device)
+        _barrier(world)
+        frozen = FrozenFeatures(model, dataset, cfg, cache_root, False, device)
     new = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     old = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     optimizer = torch.optim.SGD(
@@ -318,57 +370,78 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
         start_epoch, seconds = state["epoch"], state["seconds"]
-        lines = log_path.read_text().splitlines() if log_path.exists() else []
-        log_path.write_text("".join(l + "\n" for l in lines if json.loads(l)["epoch"] < start_epoch))
-    elif log_path.exists():
+        if rank == 0:
+            lines = log_path.read_text().splitlines() if log_path.exists() else []
+            log_path.write_text("".join(l + "\n" for l in lines if json.loads(l)["epoch"] < start_epoch))
+    elif rank == 0 and log_path.exists():
         log_path.unlink()
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    step_module = _TrainingStep(model, cfg, class_weights)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_module = DistributedDataParallel(step_module, device_ids=[device] if device.startswith("cuda") else None)
     n = len(dataset.names)
     for epoch in range(start_epoch, cfg.epochs):
         factor = 1.0 if epoch < cfg.lr_drop_epoch else 0.1
         for group, base in zip(optimizer.param_groups, (cfg.lr, cfg.lr * cfg.head_lr_mult)):
             group["lr"] = base * factor
         generator = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        torch.manual_seed(cfg.seed * 100003 + epoch)  # dropout
         order = torch.randperm(n, generator=generator).tolist()
         flips = (torch.rand(n, generator=generator) < 0.5).tolist()
         model.train()
         optimizer.zero_grad()
         started, running, done = time.monotonic(), [], 0
-        bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", disable=not progress)
-        with log_path.open("a") as log:
-            for step_start in range(0, n, cfg.images_per_step):
-                chunk = order[step_start : step_start + cfg.images_per_step]
-                step_loss = 0.0
-                for index in chunk:
-                    name = dataset.names[index]
-                    sample = dataset[index]
-                    space = cfg.color_spaces[(index + epoch) % len(cfg.color_spaces)]
-                    proposals = None if cfg.model == "fcn" else cache.get(name, space)
-                    image, label, regions = prepare(sample, proposals, cfg, cfg.flip and flips[index],
-                                                    training=True)  # fmt: skip
-                    cached = None if frozen is None else frozen[index, cfg.flip and flips[index]]
-                    loss = _loss(model, cfg, image.to(device), label, regions, class_weights, cached) / len(chunk)
+        bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", disable=not progress or rank != 0)
+        log = log_path.open("a") if rank == 0 else None
+        for step_start in range(0, n, cfg.images_per_step):
+            chunk = order[step_start : step_start + cfg.images_per_step]
+            mine = chunk[rank::world]
+            weight = world / len(chunk)  # DDP averages over ranks: the step's gradient is the mean over chunk
+            if not mine:  # more ranks than images left: a zero-weight pass keeps the collective in step
+                mine, weight = chunk[:1], 0.0
+            step_loss = torch.zeros((), dtype=torch.float64)
+            for position, index in enumerate(mine):
+                sample = dataset[index]
+                flip = cfg.flip and flips[index]
+                space = cfg.color_spaces[(index + epoch) % len(cfg.color_spaces)]
+                proposals = None if cfg.model == "fcn" else cache.get(dataset.names[index], space)
+                image, label, regions = prepare(sample, proposals, cfg, flip, training=True)
+                cached = None if frozen is None else frozen[index, flip]
+                torch.manual_seed((cfg.seed * 100003 + epoch) * 1000003 + index)  # dropout, per image
+                last = position == len(mine) - 1
+                sync = step_module.no_sync() if world > 1 and not last else contextlib.nullcontext()
+                with sync:
+                    loss = step_module(image.to(device), label, regions, cached) * weight
                     loss.backward()
-                    step_loss += loss.item()
-                    done += 1
-                    bar.update()
-                optimizer.step()
-                optimizer.zero_grad()
-                running.append(step_loss)
-                rate = done / (time.monotonic() - started)
-                bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", img_s=f"{rate:.2f}")
+                step_loss += loss.item() / world
+            if world > 1:
+                torch.distributed.all_reduce(step_loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            done += len(chunk)
+            bar.update(len(chunk))
+            running.append(step_loss.item())
+            rate = done / (time.monotonic() - started)
+            bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", img_s=f"{rate:.2f}")
+            if log is not None:
                 log.write(json.dumps({"epoch": epoch, "step": step_start // cfg.images_per_step,
-                                      "loss": step_loss, "images_per_s": rate,
+                                      "loss": step_loss.item(), "images_per_s": rate,
                                       "lr": optimizer.param_groups[0]["lr"]}) + "\n")  # fmt: skip
                 log.flush()
+        if log is not None:
+            log.close()
         bar.close()
         seconds += time.monotonic() - started
-        _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                      "seconds": seconds, "config": dataclasses.asdict(cfg)}, checkpoint)  # fmt: skip
-    summary = {"config": dataclasses.asdict(cfg), "train_images": n, "epochs": cfg.epochs,
+        if rank == 0:
+            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                          "seconds": seconds, "config": dataclasses.asdict(cfg)}, checkpoint)  # fmt: skip
+    summary = {"config": dataclasses.asdict(cfg), "train_images": n, "epochs": cfg.epochs, "ranks": world,
                "train_seconds": seconds, "images_per_s": n * cfg.epochs / max(seconds, 1e-9)}  # fmt: skip
-    (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if rank == 0:
+        (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _barrier(world)
     return summary
 
 

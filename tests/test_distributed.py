@@ -1,0 +1,66 @@
+"""torchrun + DistributedDataParallel (gloo on CPU) gives the single-process run; bf16 autocast."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rpl.train import PRESETS, _TrainingStep, build_model, load_dataset, prepare, train
+from rpl.losses import balanced_weights
+from rpl.proposals import ProposalCache
+
+# 5 images, 4 per step: step 1 gives each rank 2 images, step 2 gives rank 1 none.
+OPTIONS = ["--preset", "quick", "--set", "train_images=5", "--set", "images_per_step=4", "--set", "epochs=2",
+           "--set", "lr_drop_epoch=1"]  # fmt: skip
+
+
+def test_two_gloo_processes_equal_one_process(env):
+    single = env / "single"
+    assert subprocess.run([sys.executable, "-m", "rpl", "train", *OPTIONS, "--out", str(single)],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600).returncode == 0  # fmt: skip
+    ddp = env / "ddp"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+         "-m", "rpl", "train", *OPTIONS, "--out", str(ddp)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 processes" in done.stdout and done.stdout.count("trained 2 epochs") == 1  # rank 0 reports
+    a = torch.load(single / "checkpoint.pt", weights_only=False)
+    b = torch.load(ddp / "checkpoint.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2
+    for name, value in a["model"].items():
+        assert torch.allclose(value.float(), b["model"][name].float(), atol=1e-5, rtol=1e-4), name
+    fresh = build_model(PRESETS["quick"], 33).state_dict()
+    assert not torch.equal(fresh["head.fc6.weight"], b["model"]["head.fc6.weight"])  # it did train
+    log_a = [json.loads(line)["loss"] for line in (single / "log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(line)["loss"] for line in (ddp / "log.jsonl").read_text().splitlines()]
+    assert log_a == pytest.approx(log_b, rel=1e-4) and len(log_b) == 4  # one log, by rank 0
+    assert json.loads((ddp / "train.json").read_text())["ranks"] == 2
+
+
+def test_bf16_autocast_loss_is_close_to_float32(env):
+    cfg = PRESETS["quick"]
+    torch.manual_seed(0)
+    model = build_model(cfg, 33).eval()  # no dropout: the same function in both precisions
+    dataset = load_dataset(cfg, "train")
+    sample = dataset[0]
+    regions = ProposalCache(dataset).get(sample.name, "rgb")
+    image, label, regions = prepare(sample, regions, cfg, False, training=True)
+    weights = balanced_weights(dataset.class_pixel_counts())
+    full = _TrainingStep(model, cfg, weights)(image, label, regions)
+    half = _TrainingStep(model, cfg.with_overrides(["precision=bf16"]), weights)(image, label, regions)
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    assert half.item() == pytest.approx(full.item(), rel=0.05)
+    half.backward()
+    assert torch.isfinite(model.head.fc6.weight.grad).all() and model.head.fc6.weight.grad.abs().sum() > 0
+
+
+def test_bf16_training_runs_and_bad_precision_is_refused(env):
+    cfg = PRESETS["quick"].with_overrides(["precision=bf16", "train_images=2"])
+    assert train(cfg, env / "run", progress=False)["train_images"] == 2
+    with pytest.raises(ValueError, match="precision must be"):
+        PRESETS["quick"].with_overrides(["precision=fp8"])
