@@ -172,6 +172,21 @@ def _figures(args) -> int:
     return 0
 
 
+def _tables(args) -> int:
+    from .tables import markdown, update_readme
+
+    if args.update_readme:
+        try:
+            changed = update_readme(args.update_readme, args.results)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"rpl tables: {e}", file=sys.stderr)
+            return 1
+        print(f"{args.update_readme}: results table {'updated' if changed else 'already up to date'}")
+    else:
+        print(markdown(args.results), end="")
+    return 0
+
+
 def _add_locations(parser) -> None:
     parser.add_argument("--root", help="data root (default: $RPL_DATA)")
     parser.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
@@ -233,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", help="results files (default: results/)")
     _add_locations(rep)
     rep.set_defaults(handler=_reproduce)
+    tab = commands.add_parser("tables", help="the paper's tables beside ours, from results/, as Markdown")
+    tab.add_argument("--results", default="results", help="results folder (default: results/)")
+    tab.add_argument("--update-readme", metavar="README", help="rewrite the results table inside this file")
+    tab.set_defaults(handler=_tables)
     fig = commands.add_parser("figures", help="draw the reproduction's figures from runs/ and results/")
     fig.add_argument("--quick", action="store_true", help="use (and train if missing) the quick runs")
     fig.add_argument("--out", help="folder (default: figures/, quick: cache/figures-quick)")

@@ -18,7 +18,7 @@ import pandas as pd
 from .experiments import EXPERIMENTS, load_results
 
 __all__ = ["PAPER", "measure", "table1", "table2", "table3", "table4", "section43", "all_tables", "pretty",
-           "claims", "markdown"]
+           "claims", "markdown", "update_readme"]
 
 NaN = math.nan
 
@@ -237,3 +237,26 @@ def claims(results: dict) -> pd.DataFrame:
                         "ours A - B": _cell(diff), "seed range": _cell(noise) if noise else "", "reproduces": verdict,
                         "A": a, "B": b})  # fmt: skip
     return pd.DataFrame.from_records(records)
+
+
+README_MARKERS = ("<!-- results table: python -m rpl tables --update-readme README.md -->", "<!-- end of results table -->")
+
+
+def update_readme(path, results_dir="results") -> bool:
+    """Replace the results table between the README's markers by :func:`markdown`'s; returns
+    whether the file changed. Raises ValueError when the markers are missing."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = path.read_text()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{path} lacks the markers {start!r} ... {end!r} around its results table")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}\n{markdown(results_dir)}{end}{tail}"
+    if new != text:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(new)
+        tmp.replace(path)
+    return new != text

@@ -125,3 +125,20 @@ def test_frozen_fcn_and_unknown_dataset_are_refused():
         TrainConfig(model="fcn", freeze_backbone=True)
     with pytest.raises(ValueError, match="dataset must be one of"):
         TrainConfig(dataset="imagenet")
+
+
+def test_pascal_context_trains_and_evaluates(env, real_pascal_context, monkeypatch):
+    """Table 2's path: a PASCAL Context tree (here: 6 images of the real sample as train/val)."""
+    root = env / "data" / "pascal-context"
+    root.mkdir(parents=True)
+    for entry in real_pascal_context.iterdir():
+        if entry.name not in ("train.txt", "val.txt"):
+            (root / entry.name).symlink_to(entry)
+    ids = sorted(p.stem for p in (real_pascal_context / "GroundTruth_trainval_png").glob("*.png"))[:6]
+    (root / "train.txt").write_text("\n".join(ids[:4]) + "\n")
+    (root / "val.txt").write_text("\n".join(ids[4:]) + "\n")
+    monkeypatch.setenv("RPL_DATA", str(root.parent))
+    cfg = PRESETS["quick"].with_overrides(["dataset=pascal-context", "train_images=4", "images_per_step=2"])
+    assert train(cfg, env / "run", progress=False)["train_images"] == 4
+    metrics = evaluate(env / "run", progress=False)
+    assert metrics["images"] == 2 and len(metrics["all"]["per_class_accuracy"]) == 59
