@@ -111,3 +111,18 @@ def test_figures_command_writes_every_figure(env, capsys):
     assert main(["figures", "--quick", "--out", str(out), "--runs", str(env / "quick-runs")]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(FIGURES)
     assert all((out / f).stat().st_size > 10_000 for f in FIGURES)
+
+
+def test_update_readme_rewrites_only_the_marked_table(tmp_path):
+    _write_result(tmp_path, "ablation_box", 0.30)
+    readme = tmp_path / "README.md"
+    start, end = tables.README_MARKERS
+    readme.write_text(f"intro\n{start}\nold table\n{end}\nafter\n")
+    assert tables.update_readme(readme, tmp_path)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{end}\nafter\n") and "old table" not in text
+    assert "| Table 4 | Box (bbox) | class acc. | 62.3 | 30.0 |" in text
+    assert not tables.update_readme(readme, tmp_path)  # already up to date
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="lacks the markers"):
+        tables.update_readme(readme, tmp_path)

@@ -259,3 +259,25 @@ def test_fuzz_layers_on_region_sets(case, stride, out):
     (g1,) = torch.autograd.grad(r2p.sum(), features, retain_graph=True)
     (g2,) = torch.autograd.grad(ref_r2p.sum(), features)
     close(g1, g2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_layers_under_bf16_autocast_match_float32_on_the_same_values(device):
+    """In an autocast region (how bf16 training calls them) both layers take bfloat16 in,
+    compute in float32 and give bfloat16 out, forward and backward (on CUDA this runs the
+    Numba-CUDA kernels)."""
+    features, boxes, masks = pool_case("random", np.random.default_rng(3), torch.float32)
+    scores, member = r2p_case("random", np.random.default_rng(4), torch.float32)
+    features = features.to(device=device, dtype=torch.bfloat16).requires_grad_()
+    scores = scores.to(device=device, dtype=torch.bfloat16).requires_grad_()
+    boxes, masks, member = boxes.to(device), masks.to(device), member.to(device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        pooled = free_form_roi_pool(features, boxes, masks)
+        atoms = region_to_pixel(scores, member)
+    assert pooled.dtype == atoms.dtype == torch.bfloat16
+    exact_pool = free_form_roi_pool(features.detach().float(), boxes, masks)
+    exact_atoms = region_to_pixel(scores.detach().float(), member)
+    assert torch.equal(pooled.float(), exact_pool) and torch.equal(atoms.float(), exact_atoms)
+    (pooled.float().sum() + atoms.float().sum()).backward()
+    assert features.grad.dtype == scores.grad.dtype == torch.bfloat16
+    assert features.grad.float().sum() > 0 and scores.grad.float().sum() > 0
