@@ -28,14 +28,17 @@ test: $(STAMP)
 # rpl.experiments (train, evaluate, results/<run>.json) in JOBS single-threaded processes that
 # share the list (each run is locked by the process on it, resumable, skipped once finished),
 # then the figures and the notebooks in order, in place. QUICK=1: the same steps on the quick
-# preset (runs and results under cache/, figures in cache/figures-quick), in minutes.
+# preset (runs, results and executed notebooks under cache/, figures in cache/figures-quick),
+# in minutes, leaving the committed notebooks, results and figures alone.
 JOBS ?= 2
 ifeq ($(QUICK),1)
 PROPOSALS := --split test --color-spaces rgb
 QUICKFLAG := --quick
+NBOUT := --output-dir cache/notebooks-quick
 else
 PROPOSALS := --split all --color-spaces rgb,hsv,lab
 QUICKFLAG :=
+NBOUT := --inplace
 endif
 
 reproduce: $(STAMP)
@@ -51,6 +54,6 @@ reproduce: $(STAMP)
 	$(PY) -m rpl figures $(QUICKFLAG)
 	@for nb in $(NOTEBOOKS); do \
 		echo "== running $$nb (RPL_QUICK=$(QUICK))"; \
-		RPL_QUICK=$(QUICK) $(PY) -m jupyter nbconvert --to notebook --execute --inplace $$nb || exit 1; \
+		RPL_QUICK=$(QUICK) $(PY) -m jupyter nbconvert --to notebook --execute $(NBOUT) $$nb || exit 1; \
 	done
 	@echo "== done: results/ hold the numbers, notebooks/ the tables, figures/ the figures"

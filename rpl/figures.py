@@ -55,7 +55,7 @@ def paper_vs_ours(tables: dict):
         rows += [(f"{title}: {r.row}", r.paper, r.ours, r.ours_min, r.ours_max) for r in frame.itertuples()]
     labels, paper, ours, low, high = zip(*rows)
     y = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(8, 0.38 * len(rows) + 1))
+    fig, ax = plt.subplots(figsize=(8.5, 0.38 * len(rows) + 1.4))
     ax.barh(y - 0.2, paper, 0.4, label="paper (VGG-16, 600 px, 30 epochs)", color="0.6")
     ours = np.array(ours)
     err = np.nan_to_num(np.vstack([ours - np.array(low), np.array(high) - ours]))
@@ -63,7 +63,7 @@ def paper_vs_ours(tables: dict):
     ax.set_yticks(y, labels, fontsize="small")
     ax.invert_yaxis()
     ax.set_xlabel("class-average accuracy (%), SIFT Flow test")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, fontsize="small", frameon=False)
     fig.tight_layout()
     return fig
 
@@ -76,7 +76,7 @@ def examples(dataset, names, ours: dict, fcn: dict):
         sample = dataset[index[n]]
         rows.append([sample.image, sample.label, fcn[n], ours[n]])
     fig = label_grid(rows, titles=["image", "ground truth", "FCN", "ours (end to end)"], row_titles=names)
-    labels = np.unique(np.concatenate([np.ravel(r[1]) for r in rows]))
+    labels = np.unique(np.concatenate([np.ravel(panel) for r in rows for panel in r[1:]]))
     legend(fig.axes[-1], dataset.classes, labels=labels[labels > 0], loc="center left", bbox_to_anchor=(1.02, 0.5),
            fontsize="x-small")  # fmt: skip
     return fig
