@@ -7,7 +7,8 @@ loop (proposals from the cache, ground-truth regions, flips, accumulation, SGD s
     python benchmarks/train_throughput.py --preset cpu --device cuda --set image_size=600 [--set precision=bf16]
 
 On CUDA the peak GPU memory (``torch.cuda.max_memory_allocated``) is recorded too. The paper's
-authors trained at about 0.2 images/s on a Titan X (25 epochs of 2488 images in 75 hours). Writes results/train_throughput_<preset>_<device>.json.
+authors trained at about 0.2 images/s on a Titan X (25 epochs of 2488 images in 75 hours).
+Writes results/train_throughput_<preset>_<image size or native>_<precision>_<cpu|cuda>.json.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def main() -> None:
     memory = f", peak GPU memory {peak:.1f} GiB" if cuda else ""
     print(f"{args.preset} preset ({cfg.precision}) on {device}: {rate:.2f} training images/s over {args.images} "
           f"images{memory} (an epoch of 2488 images: {2488 / rate / 60:.1f} min; the authors: ~0.2 images/s)")  # fmt: skip
-    out = args.out or f"results/train_throughput_{args.preset}_{cfg.precision}_{'cuda' if cuda else 'cpu'}.json"
+    size = f"{cfg.image_size}px" if cfg.image_size else "native"
+    out = args.out or f"results/train_throughput_{args.preset}_{size}_{cfg.precision}_{'cuda' if cuda else 'cpu'}.json"
     write_json(out, provenance(benchmark="train_throughput", command="python benchmarks/train_throughput.py "
                                + " ".join(sys.argv[1:]), device=device, preset=args.preset, images=args.images,
                                image_size=cfg.image_size, precision=cfg.precision, peak_gpu_memory_gib=peak,

@@ -46,8 +46,10 @@ class Experiment:
     def config(self, seed: int = 0, quick: bool = False):
         from .train import PRESETS
 
-        base = PRESETS["quick"] if quick else PRESETS[self.preset]
-        return base.with_overrides([*self.overrides, f"seed={seed}"])
+        if quick:  # the quick preset, on the experiment's code path (frozen features or not)
+            frozen = PRESETS[self.preset].freeze_backbone
+            return PRESETS["quick"].with_overrides([f"freeze_backbone={frozen}", *self.overrides, f"seed={seed}"])
+        return PRESETS[self.preset].with_overrides([*self.overrides, f"seed={seed}"])
 
 
 # Two seeds wherever the paper's difference to a neighbouring row is under 2 points (Table 4).
@@ -86,7 +88,7 @@ class _RunLock:
     """An exclusive, non-blocking lock on a run folder, released when the process dies."""
 
     def __init__(self, folder: Path):
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
         self.handle = open(folder.parent / f".{folder.name}.lock", "w")
 
     def __enter__(self) -> bool:
@@ -126,6 +128,9 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
         with _RunLock(folder) as mine:
             if not mine:
                 log(f"{header}: another process is on it, skipped")
+                continue
+            if result.is_file():  # finished by another process since we looked
+                log(f"{header}: done ({result})")
                 continue
             cfg = experiment.config(seed, quick)
             if experiment.needs_data:

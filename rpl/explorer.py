@@ -45,12 +45,18 @@ class Explanation:
 
     @classmethod
     @torch.no_grad()
-    def compute(cls, model, image: np.ndarray, regions: RegionSet, classes) -> "Explanation":
+    def compute(cls, model, image: np.ndarray, regions: RegionSet, classes, cfg=None) -> "Explanation":
         """Run ``model`` (an :class:`~rpl.models.E2S2`) on ``image`` (uint8[H, W, 3]) with
-        ``regions`` proposed on that image."""
+        ``regions`` proposed on that image, prepared as its run's ``cfg`` (a
+        :class:`~rpl.train.TrainConfig`: image size, region kind) prepares test images."""
+        from .data import Sample
+        from .train import TrainConfig, prepare
+
         if regions.shape != image.shape[:2]:
             raise ValueError(f"regions cover {regions.shape}, the image is {image.shape[:2]}")
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+        sample = Sample(image=image, label=np.zeros(image.shape[:2], np.int64), name="")
+        tensor, _, regions = prepare(sample, regions, cfg or TrainConfig(), False, training=False)
+        image = np.ascontiguousarray(tensor[0].permute(1, 2, 0).mul(255).round().byte().numpy())
         features = model.features(tensor)
         batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:])
         scores = model.region_scores(features, batch)
@@ -84,17 +90,19 @@ class Explanation:
         predicted = int(self.prediction[row, col])
         c = self._class_index(label) or predicted
         containing = self.regions.membership[:, atom].nonzero()[0]
+        winner = int(self.winners[atom, c - 1])
         ranked = containing[np.argsort(-self.scores[containing, c - 1], kind="stable")]
+        ranked = ranked[ranked != winner]
         return {
             "atom": atom,
             "predicted": predicted,
             "predicted_name": self.classes[predicted - 1],
             "label": c,
             "label_name": self.classes[c - 1],
-            "winner": int(self.winners[atom, c - 1]),
+            "winner": winner,
             "score": float(self.atom_scores[atom, c - 1]),
             "regions_containing": len(containing),
-            "runner_ups": [(int(r), float(self.scores[r, c - 1])) for r in ranked[1 : 1 + runner_ups]],
+            "runner_ups": [(int(r), float(self.scores[r, c - 1])) for r in ranked[:runner_ups]],
         }
 
     def figure(self, row: int, col: int, label=None, runner_ups: int = 3):
@@ -126,7 +134,7 @@ class Explanation:
         return fig
 
 
-def region_explorer(model, samples, proposals, classes):
+def region_explorer(model, samples, proposals, classes, cfg=None):
     """An ipywidgets explorer: choose an image, a pixel (sliders) and a class; see the winning
     region's mask and score, the runner-ups and the pixel's final label.
 
@@ -135,6 +143,7 @@ def region_explorer(model, samples, proposals, classes):
         samples: {name: :class:`~rpl.data.Sample`}.
         proposals: callable name -> RegionSet of that image (e.g. a cache's RGB proposals).
         classes: class names of labels 1..C.
+        cfg: the run's :class:`~rpl.train.TrainConfig` (how it prepares test images).
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
@@ -145,7 +154,7 @@ def region_explorer(model, samples, proposals, classes):
 
     def explanation(name) -> Explanation:
         if name not in cache:
-            cache[name] = Explanation.compute(model, samples[name].image, proposals(name), classes)
+            cache[name] = Explanation.compute(model, samples[name].image, proposals(name), classes, cfg)
         return cache[name]
 
     h, w = samples[names[0]].image.shape[:2]

@@ -124,10 +124,10 @@ def explorer_snapshot(run, dataset, name: str, cache_root=None):
     from .explorer import Explanation
     from .train import load_run
 
-    model, _ = load_run(run)
+    model, cfg = load_run(run)
     sample = dataset[dataset.names.index(name)]
     regions = ProposalCache(dataset, root=cache_root).get(name, "rgb")
-    exp = Explanation.compute(model, sample.image, regions, dataset.classes)
+    exp = Explanation.compute(model, sample.image, regions, dataset.classes, cfg)
     depth = np.asarray(regions.membership.sum(0)).ravel()[regions.superpixels]
     depth = np.where(boundary_mask(sample.label), depth, -1)
     row, col = np.unravel_index(np.argmax(depth), depth.shape)
@@ -152,8 +152,8 @@ def make_figures(out="figures", quick: bool = False, results_dir="results", runs
         reproduce(runs_dir, quick_results, quick=True, only=["e2s2_cpu", "fcn_cpu"], data_root=data_root,
                   cache_root=cache_root, progress=False, log=log)  # fmt: skip
     for run in ("e2s2_cpu", "fcn_cpu"):
-        if not (runs_dir / run / "checkpoint.pt").is_file():
-            raise FileNotFoundError(f"{runs_dir / run} has no trained model: run `python -m rpl reproduce` "
+        if not (runs_dir / run / "train.json").is_file():
+            raise FileNotFoundError(f"{runs_dir / run} has no finished run: run `python -m rpl reproduce` "
                                     "(or `make reproduce`) first")  # fmt: skip
     dataset = SiftFlow("test", data_root)
     names = example_names(dataset, 3 if quick else 5)

@@ -78,6 +78,7 @@ def _ours(results: dict, experiment: str, key: str) -> dict:
     names = [name for name, _ in EXPERIMENTS[experiment].runs()]
     values = [measure(results[n], key) for n in names if n in results]
     return {
+        "complete": len(values) == len(names),
         "ours": float(np.mean(values)) if values else NaN,
         "ours_min": min(values) if values else NaN,
         "ours_max": max(values) if values else NaN,
@@ -218,16 +219,17 @@ CLAIMS = (
 def claims(results: dict) -> pd.DataFrame:
     """Each comparison the paper makes, its difference there and here (A - B, points).
 
-    ``reproduces`` is "yes" when our difference has the paper's sign and, where either side has
-    several seeds, exceeds the larger of the two seed ranges; "no" when it has the opposite sign
-    beyond that range; "within noise" otherwise; empty while a run is missing."""
+    Every claim is phrased so that the paper finds A above B. ``reproduces`` is "yes" when ours
+    is too and, where either side has several seeds, by more than the larger of the two seed
+    ranges; "no" when B is above A by more than that; "within noise" otherwise; empty until
+    every seed of both sides has run."""
     records = []
     for claim, key, a, b, paper in CLAIMS:
         ours_a, ours_b = _ours(results, a, key), _ours(results, b, key)
         diff = ours_a["ours"] - ours_b["ours"]
         ranges = (ours_a["ours_max"] - ours_a["ours_min"], ours_b["ours_max"] - ours_b["ours_min"])
         noise = max((r for r in ranges if not math.isnan(r)), default=0.0)
-        if math.isnan(diff):
+        if not (ours_a["complete"] and ours_b["complete"]):
             verdict = ""
         elif abs(diff) <= noise:
             verdict = "within noise"

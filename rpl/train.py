@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
+import fcntl
 import hashlib
 import json
 import math
@@ -93,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"precision must be 'fp32' or 'bf16' (autocast), got {self.precision!r}")
         if self.freeze_backbone and self.model == "fcn":
             raise ValueError("freeze_backbone is for the region models: a frozen FCN is a linear probe")
+        if self.freeze_backbone and self.weights == "none":
+            raise ValueError("freeze_backbone needs weights=imagenet: a frozen random backbone differs per seed")
         self.color_spaces = tuple(self.color_spaces)
         self.model_config()  # validates pooling/combine/order
 
@@ -224,13 +228,18 @@ class FrozenFeatures:
         key = f"{cfg.backbone}-{cfg.weights}-size{cfg.image_size}-{hashlib.sha1(names).hexdigest()[:12]}"
         path = cache_root_of(cache_root) / "features" / type(dataset).__name__.lower() / f"{dataset.split}-{key}.npy"
         if not path.is_file():
-            self._compute(model.backbone, dataset, cfg, path, progress, device)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # one process computes, the others wait for it
+                if not path.is_file():
+                    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed process
+                        stale.unlink()
+                    self._compute(model.backbone, dataset, cfg, path, progress, device)
         self.array = np.load(path, mmap_mode="r")
         self.path = path
 
     @staticmethod
     def _compute(backbone, dataset, cfg, path: Path, progress: bool, device) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         array = None
         backbone.eval()
@@ -245,8 +254,9 @@ class FrozenFeatures:
                             shape = (len(dataset), 2, *out.shape)
                             array = np.lib.format.open_memmap(tmp, "w+", np.float32, shape)
                         if out.shape != array.shape[2:]:
-                            raise ValueError(f"freeze_backbone needs images of one size: {sample.name} gives "
-                                             f"features {out.shape}, the first image {array.shape[2:]}; set image_size")
+                            raise ValueError(f"freeze_backbone needs images of one size and aspect ratio: "
+                                             f"{sample.name} gives features {out.shape}, the first image "
+                                             f"{array.shape[2:]}")
                         array[index, int(flip)] = out
             array.flush()
             del array
@@ -318,7 +328,8 @@ def distributed(device: str = "cpu") -> tuple[int, int, str]:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # long enough for rank 0 to build a frozen-feature cache while the others wait
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=4))
     return dist.get_rank(), dist.get_world_size(), device
 
 
@@ -332,8 +343,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     """Train a model; returns the summary written to ``out/train.json``.
 
     Under ``torchrun --nproc-per-node N`` each step's ``images_per_step`` images are shared
-    out among the N ranks (image k of a step to rank k mod N) and DistributedDataParallel sums
-    their gradients, so a step equals the single-process step; rank 0 alone writes the
+    out among the N ranks (image k of a step to rank k mod N), each scales its loss by
+    N / images_per_step and DistributedDataParallel averages the gradients over the ranks, so a
+    step equals the single-process step; rank 0 alone writes the
     checkpoint and the log. Dropout is seeded per image, wherever the image is processed."""
     rank, world, device = distributed(device)
     out = Path(out)
@@ -401,7 +413,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
             weight = world / len(chunk)  # DDP averages over ranks: the step's gradient is the mean over chunk
             if not mine:  # more ranks than images left: a zero-weight pass keeps the collective in step
                 mine, weight = chunk[:1], 0.0
-            step_loss = torch.zeros((), dtype=torch.float64)
+            step_loss = torch.zeros((), dtype=torch.float64, device=device)  # NCCL reduces CUDA tensors only
             for position, index in enumerate(mine):
                 sample = dataset[index]
                 flip = cfg.flip and flips[index]

@@ -97,6 +97,10 @@ def test_tables_and_claims_from_results_files(tmp_path):
     assert claims.loc["ablation_box", "reproduces"] == "yes"  # +11.5 against a spread of 4
     assert claims.loc["ablation_softmax-max", "reproduces"] == "no"  # softmax first is better here
     assert claims.loc["ablation_superpixels", "reproduces"] == ""  # not run
+    _write_result(tmp_path, "ablation_both-separate", 0.90)  # seed 1 still missing: no verdict yet
+    claims = tables.claims(tables.load_results(tmp_path)).set_index("A")
+    assert claims.loc["ablation_both-separate", "ours A - B"] == "48.0"
+    assert claims.loc["ablation_both-separate", "reproduces"] == ""
     text = tables.markdown(tmp_path)
     assert "| Table 4 | Free-form (region) | class acc. | 62.8 | 42.0 (40.0–44.0) |" in text
 

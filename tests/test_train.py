@@ -113,16 +113,18 @@ def test_frozen_backbone_trains_head_only_on_cached_features(env):
     dataset = load_dataset(cfg, "train")
     dataset.names = dataset.names[:: len(dataset.names) // 4][:4]
     cached = FrozenFeatures(model, dataset, cfg)
-    assert sorted(p.name for p in cached.path.parent.iterdir()) == [cached.path.name]  # no temporary left
+    assert cached.path.is_file() and not list(cached.path.parent.glob("*.tmp"))  # no temporary left
     with torch.no_grad():
         image = prepare(dataset[2], None, cfg, True, training=False)[0]
-        assert torch.allclose(cached[2, True], model.backbone(image), atol=1e-6)
+        assert torch.allclose(cached[2, True], model.backbone(image), atol=1e-4, rtol=1e-4)
     assert evaluate(env / "run", progress=False)["images"] == 2
 
 
 def test_frozen_fcn_and_unknown_dataset_are_refused():
     with pytest.raises(ValueError, match="linear probe"):
         TrainConfig(model="fcn", freeze_backbone=True)
+    with pytest.raises(ValueError, match="needs weights=imagenet"):
+        TrainConfig(freeze_backbone=True, weights="none")
     with pytest.raises(ValueError, match="dataset must be one of"):
         TrainConfig(dataset="imagenet")
 
