@@ -114,8 +114,10 @@ class RegionSet:
         bits = np.zeros((h, w, (len(boxes) + 7) // 8), dtype=np.uint8)
         for i, (x1, y1, x2, y2) in enumerate(boxes):
             bits[y1 : y2 + 1, x1 : x2 + 1, i // 8] |= np.uint8(1 << (7 - i % 8))
-        codes, cells = np.unique(bits.reshape(h * w, -1), axis=0, return_inverse=True)
-        inside = np.unpackbits(codes, axis=1)[:, : len(boxes)].astype(bool)  # [S, R]
+        rows = np.ascontiguousarray(bits.reshape(h * w, -1))
+        keys = rows.view(np.dtype((np.void, rows.shape[1]))).ravel()  # one bytes key per pixel: a fast 1-D unique
+        _, first, cells = np.unique(keys, return_index=True, return_inverse=True)
+        inside = np.unpackbits(rows[first], axis=1)[:, : len(boxes)].astype(bool)  # [S, R]
         return cls(cells.reshape(h, w), inside.T, params={"kind": "boxes"})
 
     def subset(self, index) -> "RegionSet":
