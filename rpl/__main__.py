@@ -88,7 +88,7 @@ def _train(args) -> int:
     finally:
         if dist.is_initialized():  # under torchrun
             dist.destroy_process_group()
-    if not dist.is_initialized() and int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
         print(f"trained {summary['epochs']} epochs on {summary['train_images']} images in "
               f"{summary['train_seconds'] / 60:.1f} min ({summary['images_per_s']:.2f} images/s, "
               f"{summary['ranks']} process{'es' if summary['ranks'] > 1 else ''}) -> {args.out}")

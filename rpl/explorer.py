@@ -19,7 +19,7 @@ import torch
 from .models import RegionBatch
 from .ops import region_to_pixel
 from .proposals import RegionSet
-from .viz import overlay
+from .viz import overlay, show_regions
 
 __all__ = ["Explanation", "region_explorer"]
 
@@ -115,11 +115,8 @@ class Explanation:
         fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 3.0), squeeze=False)
         axes = axes[0]
         kind = "p" if self.probabilities else "logit"
+        show_regions(axes[: len(panels)], self.image, self.regions, [r for r, _ in panels], boxes=False)
         for ax, (region, title) in zip(axes, panels):
-            shown = self.image.astype(np.float32)
-            mask = self.regions.mask(region)[..., None]
-            shown = np.where(mask, 0.55 * shown + 0.45 * np.array([255, 200, 0]), 0.4 * shown)
-            ax.imshow(shown.astype(np.uint8))
             ax.set_title(f"{title}: region {region}\n{info['label_name']} {kind} "
                          f"{self.scores[region, info['label'] - 1]:.2f}", fontsize="small")  # fmt: skip
         final = axes[-1]

@@ -363,10 +363,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     frozen = None
     if cfg.freeze_backbone:
         model.backbone.requires_grad_(False)
-        if rank == 0:
-            FrozenFeatures(model, dataset, cfg, cache_root, progress, device)
+        if rank == 0:  # computes the cache if missing, while the other ranks wait
+            frozen = FrozenFeatures(model, dataset, cfg, cache_root, progress, device)
         _barrier(world)
-        frozen = FrozenFeatures(model, dataset, cfg, cache_root, False, device)
+        if frozen is None:
+            frozen = FrozenFeatures(model, dataset, cfg, cache_root, False, device)
     new = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     old = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     optimizer = torch.optim.SGD(
