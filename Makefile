@@ -35,10 +35,12 @@ ifeq ($(QUICK),1)
 PROPOSALS := --split test --color-spaces rgb
 QUICKFLAG := --quick
 NBOUT := --output-dir cache/notebooks-quick
+WHERE := cache/quick-results hold the numbers, cache/notebooks-quick the notebooks, cache/figures-quick the figures
 else
 PROPOSALS := --split all --color-spaces rgb,hsv,lab
 QUICKFLAG :=
 NBOUT := --inplace
+WHERE := results/ hold the numbers, notebooks/ the tables, figures/ the figures
 endif
 
 reproduce: $(STAMP)
@@ -56,4 +58,4 @@ reproduce: $(STAMP)
 		echo "== running $$nb (RPL_QUICK=$(QUICK))"; \
 		RPL_QUICK=$(QUICK) $(PY) -m jupyter nbconvert --to notebook --execute $(NBOUT) $$nb || exit 1; \
 	done
-	@echo "== done: results/ hold the numbers, notebooks/ the tables, figures/ the figures"
+	@echo "== done: $(WHERE)"

@@ -187,10 +187,11 @@ def _tables(args) -> int:
     return 0
 
 
-def _add_locations(parser) -> None:
+def _add_locations(parser, device: bool = True) -> None:
     parser.add_argument("--root", help="data root (default: $RPL_DATA)")
     parser.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    if device:
+        parser.add_argument("--device", default="cpu", help="cpu or cuda")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,8 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     fig.add_argument("--quick", action="store_true", help="use (and train if missing) the quick runs")
     fig.add_argument("--out", help="folder (default: figures/, quick: cache/figures-quick)")
     fig.add_argument("--runs", help="run folders (default: runs/, quick: cache/quick-runs)")
-    fig.add_argument("--root", help="data root (default: $RPL_DATA)")
-    fig.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
+    _add_locations(fig, device=False)
     fig.set_defaults(handler=_figures)
     return parser
 

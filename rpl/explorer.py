@@ -59,10 +59,9 @@ class Explanation:
         image = np.ascontiguousarray(tensor[0].permute(1, 2, 0).mul(255).round().byte().numpy())
         features = model.features(tensor)
         batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:])
-        scores = model.region_scores(features, batch)
-        probabilities = model.config.order == "softmax-max"  # the baseline's Eq. 1 too
-        if probabilities:
-            scores = torch.softmax(scores, 1)
+        logits = model.region_scores(features, batch)
+        scores = model.maximised_scores(logits)
+        probabilities = scores is not logits
         atoms, winners = region_to_pixel(scores, batch.membership, return_winners=True)
         prediction = (atoms.argmax(1) + 1).numpy()[regions.superpixels]
         return cls(image, regions, scores.numpy(), atoms.numpy(), winners.numpy(), prediction, list(classes),

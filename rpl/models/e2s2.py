@@ -152,11 +152,16 @@ class E2S2(nn.Module):
             return self.classifier(self.head(free)) + self.classifier(self.head(box))
         return self.classifier(self.head(torch.cat([free, box], 1)))
 
+    def maximised_scores(self, region_scores: torch.Tensor) -> torch.Tensor:
+        """[R, C]: what the region-to-pixel layer maximises, the region logits (Eq. 3) or,
+        with ``order="softmax-max"``, their class probabilities (Eq. 1)."""
+        if self.config.order == "softmax-max":
+            return torch.softmax(region_scores, 1)
+        return region_scores
+
     def atom_scores(self, region_scores: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
         """[A, C]: logits (Eq. 3) or probabilities (Eq. 1, ``order="softmax-max"``) per atom."""
-        if self.config.order == "softmax-max":
-            return region_to_pixel(torch.softmax(region_scores, 1), regions.membership)
-        return region_to_pixel(region_scores, regions.membership)
+        return region_to_pixel(self.maximised_scores(region_scores), regions.membership)
 
     def forward(self, images: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
         """One image (Tensor[1, 3, H, W] in 0..1) and its regions -> atom scores [A, C]."""
