@@ -166,11 +166,11 @@ def _resize(image, label, regions: RegionSet | None, size: int):
     h, w = label.shape
     scale = size / max(h, w)
     nh, nw = round(h * scale), round(w * scale)
-    image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+    image = np.array(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
     rows = np.minimum((np.arange(nh) + 0.5) / scale, h - 1).astype(int)
     cols = np.minimum((np.arange(nw) + 0.5) / scale, w - 1).astype(int)
     if regions is not None:
-        regions = RegionSet(regions.superpixels[rows][:, cols], regions.membership, params=regions.params)
+        regions = regions.resampled(rows, cols)
     return image, label[rows][:, cols], regions
 
 
@@ -210,7 +210,8 @@ def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, tra
     if flip:
         image, label = image[:, ::-1], label[:, ::-1]
         if regions is not None:
-            regions = RegionSet(regions.superpixels[:, ::-1], regions.membership, params=regions.params)
+            h, w = label.shape
+            regions = regions.resampled(np.arange(h), np.arange(w)[::-1])
     label = np.ascontiguousarray(label)
     if training and regions is not None:
         regions = regions.with_ground_truth(label)

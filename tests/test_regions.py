@@ -142,6 +142,19 @@ def test_subset_and_mask(real):
         regions.mask(len(regions))
 
 
+def test_resampled_flip_and_upsample():
+    regions = random_regions(seed=3)
+    h, w = regions.shape
+    flipped = regions.resampled(np.arange(h), np.arange(w)[::-1])
+    np.testing.assert_array_equal(flipped.masks(), regions.masks()[:, :, ::-1])
+    np.testing.assert_array_equal(flipped.areas, regions.areas)
+    np.testing.assert_array_equal(flipped.boxes[:, [1, 3]], regions.boxes[:, [1, 3]])
+    np.testing.assert_array_equal(flipped.boxes[:, [2, 0]], w - 1 - regions.boxes[:, [0, 2]])
+    double = regions.resampled(np.arange(2 * h) // 2, np.arange(2 * w) // 2)
+    np.testing.assert_array_equal(double.masks(), regions.masks().repeat(2, 1).repeat(2, 2))
+    np.testing.assert_array_equal(double.areas, 4 * regions.areas)
+
+
 def test_cell_membership_tensor(real):
     regions, _ = real
     m = regions.cell_membership()

@@ -133,6 +133,12 @@ class RegionSet:
             self.params,
         )
 
+    def resampled(self, rows, cols) -> "RegionSet":
+        """The same regions on another pixel grid: pixel (i, j) takes the cell of pixel
+        (rows[i], cols[j]), e.g. a nearest-neighbour resize or, with reversed indices, a flip."""
+        return RegionSet(self.superpixels[np.ix_(rows, cols)], self.membership, self.cell_labels,
+                         self.is_ground_truth, self.params)  # fmt: skip
+
     def with_params(self, params: dict) -> "RegionSet":
         self.params = dict(params)
         return self
