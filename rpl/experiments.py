@@ -163,10 +163,11 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
 
 
 def load_results(results_dir="results") -> dict:
-    """{run name: results payload} for every run of :data:`EXPERIMENTS` with a results file."""
+    """{run name: results payload} for every run of :data:`EXPERIMENTS` with a results file;
+    each payload's ``results_file`` names the file it was read from."""
     out = {}
     for name in run_names():
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
-            out[name] = json.loads(path.read_text())
+            out[name] = {**json.loads(path.read_text()), "results_file": str(path)}
     return out

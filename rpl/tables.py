@@ -84,7 +84,7 @@ def _ours(results: dict, experiment: str, key: str) -> dict:
         "ours_max": max(values) if values else NaN,
         "seeds": len(values),
         "preset": EXPERIMENTS[experiment].preset,
-        "results": ", ".join(f"results/{n}.json" for n in names if n in results) or "(not run yet)",
+        "results": ", ".join(results[n]["results_file"] for n in names if n in results) or "(not run yet)",
     }
 
 

@@ -87,7 +87,7 @@ def test_tables_and_claims_from_results_files(tmp_path):
     assert (t4.loc["Free-form (region)", "ours_min"], t4.loc["Free-form (region)", "seeds"]) == (40.0, 2)
     assert t4.loc["Free-form (region)", "paper"] == 62.8
     assert math.isnan(t4.loc["Purely rectangular", "ours"])
-    assert "results/ablation_box.json, results/ablation_box_seed1.json" == t4.loc["Box (bbox)", "results"]
+    assert f"{tmp_path}/ablation_box.json, {tmp_path}/ablation_box_seed1.json" == t4.loc["Box (bbox)", "results"]
     shown = tables.pretty(frames["Table 4"]).set_index("row")
     assert shown.loc["Free-form (region)", "ours"] == "42.0 (40.0–44.0)"
     assert shown.loc["Free-form (region)", "ours - paper"] == "-20.8"
@@ -105,9 +105,10 @@ def test_tables_and_claims_from_results_files(tmp_path):
     assert "| Table 4 | Free-form (region) | class acc. | 62.8 | 42.0 (40.0–44.0) |" in text
 
 
-def test_readme_results_table_matches_the_results_files():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert tables.markdown(Path(__file__).parents[1] / "results") in readme, "README's results table is stale: paste rpl.tables.markdown()"
+def test_readme_results_table_matches_the_results_files(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[1])  # the table names files relative to the repository
+    readme = Path("README.md").read_text()
+    assert tables.markdown("results") in readme, "README's table is stale: python -m rpl tables --update-readme README.md"
 
 
 def test_figures_command_writes_every_figure(env, capsys):
