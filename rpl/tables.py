@@ -83,7 +83,8 @@ def _ours(results: dict, experiment: str, key: str) -> dict:
         "ours_min": min(values) if values else NaN,
         "ours_max": max(values) if values else NaN,
         "seeds": len(values),
-        "preset": EXPERIMENTS[experiment].preset,
+        "preset": ", ".join(sorted({results[n]["config"]["preset"] for n in names if n in results}))
+        or EXPERIMENTS[experiment].preset,
         "results": ", ".join(results[n]["results_file"] for n in names if n in results) or "(not run yet)",
     }
 

@@ -67,9 +67,10 @@ def test_reproduce_skips_experiments_whose_data_is_missing(env, monkeypatch):
     assert "skipped, its data is not here" in lines[0] and "PASCAL Context" in lines[0]
 
 
-def _write_result(folder, name, class_accuracy, global_accuracy=0.5, boundary=0.3):
+def _write_result(folder, name, class_accuracy, global_accuracy=0.5, boundary=0.3, preset="ablation"):
     part = lambda acc: {"class_accuracy": acc, "global_accuracy": global_accuracy, "mean_iou": 0.2}  # noqa: E731
-    payload = {"all": part(class_accuracy), "boundary": part(boundary), "train_seconds": 60.0}
+    payload = {"all": part(class_accuracy), "boundary": part(boundary), "train_seconds": 60.0,
+               "config": {"preset": preset}}  # fmt: skip
     (folder / f"{name}.json").write_text(json.dumps(payload))
 
 
@@ -81,12 +82,15 @@ def test_tables_and_claims_from_results_files(tmp_path):
     _write_result(tmp_path, "ablation_both-tied", 0.41)
     _write_result(tmp_path, "ablation_both-tied_seed1", 0.43)
     _write_result(tmp_path, "ablation_softmax-max", 0.50)
+    _write_result(tmp_path, "ablation_rectangles", 0.35, preset="quick")
     frames = tables.all_tables(tmp_path)
     t4 = frames["Table 4"].set_index("row")
     assert t4.loc["Free-form (region)", "ours"] == pytest.approx(42.0)
     assert (t4.loc["Free-form (region)", "ours_min"], t4.loc["Free-form (region)", "seeds"]) == (40.0, 2)
     assert t4.loc["Free-form (region)", "paper"] == 62.8
-    assert math.isnan(t4.loc["Purely rectangular", "ours"])
+    assert t4.loc["Purely rectangular", "preset"] == "quick"  # the preset the run used
+    assert t4.loc["Region + box, separate", "preset"] == "ablation"  # not run: the experiment's
+    assert math.isnan(t4.loc["Region + box, separate", "ours"])
     assert f"{tmp_path}/ablation_box.json, {tmp_path}/ablation_box_seed1.json" == t4.loc["Box (bbox)", "results"]
     shown = tables.pretty(frames["Table 4"]).set_index("row")
     assert shown.loc["Free-form (region)", "ours"] == "42.0 (40.0–44.0)"
