@@ -113,8 +113,11 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
     """Train and evaluate every run not finished yet; returns the runs this call finished.
 
     Runs another process holds are skipped (and reported), so ``reproduce`` may run in several
-    processes at once; an interrupted run resumes from its last epoch."""
+    processes at once; an interrupted run resumes from its last epoch. Each results file
+    records the git commit and tree state as this call found them: the code it runs."""
     from .train import evaluate, load_dataset, train
+
+    code = {key: value for key, value in provenance().items() if key.startswith("git_")}
 
     runs_dir, results_dir = Path(runs_dir), Path(results_dir)
     todo = [(e, name, seed) for e in EXPERIMENTS.values() for name, seed in e.runs(quick)
@@ -155,7 +158,7 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
             summary = json.loads((folder / "train.json").read_text())
             write_json(result, provenance(run=name, experiment=experiment.name, description=experiment.description,
                                           train_seconds=summary["train_seconds"],
-                                          wall_seconds_this_call=time.monotonic() - started, **metrics))  # fmt: skip
+                                          wall_seconds_this_call=time.monotonic() - started, **metrics) | code)  # fmt: skip
             log(f"{header}: class {metrics['all']['class_accuracy']:.1%}, global "
                 f"{metrics['all']['global_accuracy']:.1%} -> {result}")  # fmt: skip
             finished.append(name)

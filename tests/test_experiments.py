@@ -1,12 +1,13 @@
 """The experiment list, `reproduce` (resumable, locked), the paper tables and the figures."""
 
+import itertools
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-from rpl import tables
+from rpl import experiments, tables
 from rpl.__main__ import main
 from rpl.experiments import EXPERIMENTS, _RunLock, reproduce, run_names
 from rpl.figures import FIGURES
@@ -36,15 +37,19 @@ def test_every_paper_row_maps_to_an_experiment():
         assert a in EXPERIMENTS and b in EXPERIMENTS
 
 
-def test_reproduce_quick_writes_results_skips_finished_and_locked_runs(env):
+def test_reproduce_quick_writes_results_skips_finished_and_locked_runs(env, monkeypatch):
     runs, results = env / "runs", env / "results"
     lines = []
+    commits = itertools.chain(["at the start"], itertools.repeat("edited while training"))
+    real_provenance = experiments.provenance
+    monkeypatch.setattr(experiments, "provenance", lambda **extra: real_provenance(**extra) | {"git_commit": next(commits)})
     assert reproduce(runs, results, quick=True, only=["ablation_box"], progress=False, log=lines.append) == [
         "ablation_box"
     ]
     payload = json.loads((results / "ablation_box.json").read_text())
     assert payload["config"]["pooling"] == "box" and payload["config"]["preset"] == "quick"
-    assert payload["git_commit"] and payload["train_seconds"] > 0 and payload["machine"]
+    assert payload["git_commit"] == "at the start"  # the code the call imported, not the tree at the end
+    assert payload["train_seconds"] > 0 and payload["machine"]
     assert set(payload["all"]) >= {"class_accuracy", "global_accuracy", "mean_iou", "per_class_accuracy"}
     assert payload["boundary"]["pixels"] < payload["all"]["pixels"]
     lines.clear()
