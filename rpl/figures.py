@@ -17,10 +17,27 @@ from .metrics import boundary_mask
 from .proposals import ProposalCache
 from .viz import colorize, label_grid, legend, save_figure
 
-__all__ = ["FIGURES", "example_names", "predictions", "paper_vs_ours", "examples", "boundary_closeups",
+__all__ = ["FIGURES", "figure_runs", "example_names", "predictions", "paper_vs_ours", "examples", "boundary_closeups",
            "explorer_snapshot", "make_figures"]  # fmt: skip
 
 FIGURES = ("05_paper_vs_ours.png", "06_examples.png", "06_boundaries.png", "06_explorer.png")
+
+
+def figure_runs(quick: bool = False, runs_dir=None, data_root=None, cache_root=None, log=print) -> Path:
+    """The folder holding the two runs the figures compare, ``e2s2_cpu`` and ``fcn_cpu``:
+    ``runs_dir`` (default ``runs/``; in quick mode ``cache/quick-runs``, where the quick runs
+    are trained first when missing, their results beside them)."""
+    from .experiments import QUICK_RESULTS, QUICK_RUNS, reproduce
+
+    runs_dir = Path(runs_dir or (QUICK_RUNS if quick else "runs"))
+    if quick:
+        reproduce(runs_dir, runs_dir.parent / Path(QUICK_RESULTS).name, quick=True, only=["e2s2_cpu", "fcn_cpu"],
+                  data_root=data_root, cache_root=cache_root, progress=False, log=log)  # fmt: skip
+    for run in ("e2s2_cpu", "fcn_cpu"):
+        if not (runs_dir / run / "train.json").is_file():
+            raise FileNotFoundError(f"{runs_dir / run} has no finished run: run `python -m rpl reproduce` "
+                                    "(or `make reproduce`) first")  # fmt: skip
+    return runs_dir
 
 
 def example_names(dataset, count: int = 5) -> list[str]:
@@ -40,8 +57,7 @@ def predictions(run, dataset, names, cache_root=None) -> dict[str, np.ndarray]:
 
     model, cfg = load_run(run)
     cache = ProposalCache(dataset, root=cache_root)
-    index = {n: i for i, n in enumerate(dataset.names)}
-    return {n: predict_sample(model, cfg, dataset[index[n]], cache) for n in names}
+    return {n: predict_sample(model, cfg, dataset[dataset.names.index(n)], cache) for n in names}
 
 
 def paper_vs_ours(tables: dict):
@@ -70,10 +86,9 @@ def paper_vs_ours(tables: dict):
 
 def examples(dataset, names, ours: dict, fcn: dict):
     """Fig. 4 style: image, ground truth, FCN, ours for each image, with a class legend."""
-    index = {n: i for i, n in enumerate(dataset.names)}
     rows = []
     for n in names:
-        sample = dataset[index[n]]
+        sample = dataset[dataset.names.index(n)]
         rows.append([sample.image, sample.label, fcn[n], ours[n]])
     fig = label_grid(rows, titles=["image", "ground truth", "FCN", "ours (end to end)"], row_titles=names)
     labels = np.unique(np.concatenate([np.ravel(panel) for r in rows for panel in r[1:]]))
@@ -97,10 +112,9 @@ def boundary_closeups(dataset, names, ours: dict, fcn: dict, size: int = 64):
     ours; titles give each model's accuracy on the window's 4-px boundary pixels."""
     import matplotlib.pyplot as plt
 
-    index = {n: i for i, n in enumerate(dataset.names)}
     fig, axes = plt.subplots(len(names), 4, figsize=(8.8, 2.3 * len(names)), squeeze=False)
     for row, n in zip(axes, names):
-        sample = dataset[index[n]]
+        sample = dataset[dataset.names.index(n)]
         band = boundary_mask(sample.label) & (sample.label > 0)
         r, c = _busiest_window(band, size)
         crop = (slice(r, r + size), slice(c, c + size))
@@ -139,22 +153,12 @@ def make_figures(out="figures", quick: bool = False, results_dir="results", runs
     """Write every figure of :data:`FIGURES` into ``out``; returns their paths.
 
     Tables come from ``results_dir`` (the committed results, also in quick mode); example
-    predictions from the runs in ``runs_dir`` (default ``runs/``; in quick mode the quick runs
-    under ``cache/quick-runs``, trained first when missing, their results beside them)."""
+    predictions from the runs of :func:`figure_runs`."""
     import matplotlib.pyplot as plt
 
-    from .experiments import QUICK_RESULTS, QUICK_RUNS, reproduce
     from .tables import all_tables
 
-    runs_dir = Path(runs_dir or (QUICK_RUNS if quick else "runs"))
-    if quick:
-        quick_results = runs_dir.parent / Path(QUICK_RESULTS).name
-        reproduce(runs_dir, quick_results, quick=True, only=["e2s2_cpu", "fcn_cpu"], data_root=data_root,
-                  cache_root=cache_root, progress=False, log=log)  # fmt: skip
-    for run in ("e2s2_cpu", "fcn_cpu"):
-        if not (runs_dir / run / "train.json").is_file():
-            raise FileNotFoundError(f"{runs_dir / run} has no finished run: run `python -m rpl reproduce` "
-                                    "(or `make reproduce`) first")  # fmt: skip
+    runs_dir = figure_runs(quick, runs_dir, data_root, cache_root, log)
     dataset = SiftFlow("test", data_root)
     names = example_names(dataset, 3 if quick else 5)
     ours = predictions(runs_dir / "e2s2_cpu", dataset, names, cache_root)

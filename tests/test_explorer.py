@@ -58,13 +58,8 @@ def test_explorer_widget_redraws_for_every_control(case, capsys):
     capsys.readouterr()
     row.value, col.value, label.value = 10, 250, 3  # outside a kernel the Output widget prints
     lines = capsys.readouterr().out.splitlines()
+    info = Explanation.compute(model, sample.image, regions, test.classes).at(10, 250, 3)
     assert [line for line in lines if line.startswith("pixel")][-1].endswith(
-        f"{test.classes[2]}: region {case_winner(case, 10, 250, 3)} wins with "
-        f"{Explanation.compute(model, sample.image, regions, test.classes).at(10, 250, 3)['score']:.3f} among "
+        f"{test.classes[2]}: region {info['winner']} wins with {info['score']:.3f} among "
         f"{int(regions.masks()[:, 10, 250].sum())} regions"
     )
-
-
-def case_winner(case, row, col, label):
-    model, test, sample, regions = case
-    return Explanation.compute(model, sample.image, regions, test.classes).at(row, col, label)["winner"]
