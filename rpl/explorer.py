@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .models import RegionBatch
 from .ops import region_to_pixel
 from .proposals import RegionSet
 from .viz import overlay, show_regions
@@ -58,7 +57,7 @@ class Explanation:
         tensor, _, regions = prepare(sample, regions, cfg or TrainConfig(), False, training=False)
         image = np.ascontiguousarray(tensor[0].permute(1, 2, 0).mul(255).round().byte().numpy())
         features = model.features(tensor)
-        batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:])
+        batch = model.region_batch(regions, features.shape[-2:])
         logits = model.region_scores(features, batch)
         scores = model.maximised_scores(logits)
         probabilities = scores is not logits

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from . import losses
 from .data import PASCAL_CONTEXT_CLASSES, SIFTFLOW_CLASSES, PascalContext, SiftFlow
 from .metrics import ConfusionMatrix, boundary_mask
-from .models import E2S2, FCN, ModelConfig, RegionBatch, mobilenet_v2, vgg16
+from .models import E2S2, FCN, ModelConfig, mobilenet_v2, vgg16
 from .proposals import COLOR_SPACES, ProposalCache, RegionSet
 from .proposals import cache_root as cache_root_of
 
@@ -46,6 +46,11 @@ DATASETS = {
     "pascal-context": (PascalContext, "train", "val", PASCAL_CONTEXT_CLASSES),
 }
 REGION_KINDS = ("selective-search", "superpixels", "rectangles")
+# Ground-truth regions at training (RegionSet.with_ground_truth): the authors' unions of
+# superpixels, or the exact segments (rpl before issue 12).
+TRAIN_REGIONS = ("superpixels", "exact")
+# What a run saved before these settings existed was trained with (read by load_run).
+LEGACY = {"alignment": "legacy", "train_regions": "exact", "proposal_iou": 0.0}
 
 
 @dataclass
@@ -79,6 +84,12 @@ class TrainConfig:
     weights: str = "imagenet"
     freeze_backbone: bool = False
     precision: str = "fp32"
+    # Issue 12: the authors' training regions and the feature grid (ModelConfig: mask, alignment).
+    mask: str = "cells"
+    alignment: str = "centred"
+    train_regions: str = "superpixels"
+    proposal_iou: float = 0.1
+    output_stride: int = 16
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -91,6 +102,12 @@ class TrainConfig:
             raise ValueError(f"weights must be 'imagenet' or 'none' (random initialisation), got {self.weights!r}")
         if self.loss not in ("balanced", "unbalanced"):
             raise ValueError(f"loss must be 'balanced' or 'unbalanced', got {self.loss!r}")
+        if self.train_regions not in TRAIN_REGIONS:
+            raise ValueError(f"train_regions must be one of {TRAIN_REGIONS}, got {self.train_regions!r}")
+        if not 0 <= self.proposal_iou <= 1:
+            raise ValueError(f"proposal_iou must be in [0, 1] (0: keep every proposal), got {self.proposal_iou!r}")
+        if self.output_stride not in (8, 16) or (self.backbone == "vgg16" and self.output_stride != 16):
+            raise ValueError(f"output_stride must be 16, or 8 with mobilenet_v2, got {self.output_stride!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16' (autocast), got {self.precision!r}")
         if self.freeze_backbone and self.model == "fcn":
@@ -102,8 +119,9 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         if self.model == "baseline":  # Fig. 2b: box pooling, region loss, Eq. 1 at test time
-            return ModelConfig("box", self.combine, "softmax-max", self.neck, self.head)
-        return ModelConfig(self.pooling, self.combine, self.order, self.neck, self.head)
+            return ModelConfig("box", self.combine, "softmax-max", self.neck, self.head, alignment=self.alignment)
+        return ModelConfig(self.pooling, self.combine, self.order, self.neck, self.head, mask=self.mask,
+                           alignment=self.alignment)  # fmt: skip
 
     def with_overrides(self, pairs) -> "TrainConfig":
         """Apply ``key=value`` strings (``--set``), parsed by each field's type."""
@@ -155,7 +173,10 @@ def load_dataset(cfg: TrainConfig, split: str, data_root=None):
 
 def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
     weights = "imagenet" if pretrained and cfg.weights == "imagenet" else None
-    backbone = {"mobilenet_v2": mobilenet_v2, "vgg16": vgg16}[cfg.backbone](weights)
+    if cfg.backbone == "mobilenet_v2":
+        backbone = mobilenet_v2(weights, cfg.output_stride)
+    else:
+        backbone = vgg16(weights)
     if cfg.model == "fcn":
         return FCN(backbone, num_classes)
     return E2S2(backbone, num_classes, cfg.model_config())
@@ -181,7 +202,7 @@ def predict_labels(model, image: torch.Tensor, regions: RegionSet | None) -> tor
         if isinstance(model, FCN):
             return model.predict(image).cpu()
         features = model.features(image)
-        batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:]).to(image.device)
+        batch = model.region_batch(regions, features.shape[-2:]).to(image.device)
         atoms = model.atom_scores(model.region_scores(features, batch), batch)
         return (atoms.argmax(1) + 1)[batch.cells].cpu()
 
@@ -214,7 +235,11 @@ def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, tra
             regions = regions.resampled(np.arange(h), np.arange(w)[::-1])
     label = np.ascontiguousarray(label)
     if training and regions is not None:
-        regions = regions.with_ground_truth(label)
+        if cfg.proposal_iou > 0 and cfg.regions == "selective-search":  # the authors' subsampling
+            iou = regions.ground_truth_iou(label)
+            if iou.any():  # an image with ground truth; keep its best proposal at least
+                regions = regions.subset((iou >= cfg.proposal_iou) | (iou == iou.max()))
+        regions = regions.with_ground_truth(label, cfg.train_regions)
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
     return tensor, label, regions
 
@@ -226,7 +251,8 @@ class FrozenFeatures:
 
     def __init__(self, model, dataset, cfg: TrainConfig, cache_root=None, progress: bool = True, device="cpu"):
         names = "\n".join(dataset.names).encode()
-        key = f"{cfg.backbone}-{cfg.weights}-size{cfg.image_size}-{hashlib.sha1(names).hexdigest()[:12]}"
+        stride = "" if cfg.output_stride == 16 else f"-os{cfg.output_stride}"
+        key = f"{cfg.backbone}{stride}-{cfg.weights}-size{cfg.image_size}-{hashlib.sha1(names).hexdigest()[:12]}"
         path = cache_root_of(cache_root) / "features" / type(dataset).__name__.lower() / f"{dataset.split}-{key}.npy"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -279,7 +305,7 @@ def _loss(model, cfg: TrainConfig, image, label, regions, class_weights, backbon
         features = model.features(image)
     else:
         features = model.project(backbone_features.to(image.device))
-    batch = RegionBatch.from_regions(regions, model.backbone.stride, features.shape[-2:]).to(image.device)
+    batch = model.region_batch(regions, features.shape[-2:]).to(image.device)
     scores = model.region_scores(features, batch)
     if cfg.model == "baseline":
         labels = torch.from_numpy(losses.region_labels(regions, label)).to(image.device)
@@ -466,7 +492,7 @@ def load_run(run: str | os.PathLike):
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint} not found: is {run} a run folder written by `python -m rpl train`?")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    cfg = TrainConfig(**state["config"])
+    cfg = TrainConfig(**{**LEGACY, **state["config"]})
     model = build_model(cfg, len(DATASETS[cfg.dataset][3]), pretrained=False)
     model.load_state_dict(state["model"])
     return model.eval(), cfg

@@ -27,20 +27,31 @@ def random_regions(seed=0, shape=(37, 45), cells=30, regions=25):
     return RegionSet(sp, member)
 
 
-def brute_feature_masks(masks, stride, h, w):
+def nearest_cell(coord, stride, offset, size):
+    """The feature cell whose centre offset + i·stride is nearest to pixel ``coord`` (ties: the
+    later cell), by brute force over the cells."""
+    distances = [abs(coord - (offset + i * stride)) for i in range(size)]
+    best = min(distances)
+    return max(i for i, d in enumerate(distances) if d == best)
+
+
+def brute_feature_masks(masks, stride, h, w, offset=0.0):
     out = np.zeros((len(masks), h, w), bool)
-    for i in range(h):
-        for j in range(w):
-            out[:, i, j] = masks[:, i * stride : (i + 1) * stride, j * stride : (j + 1) * stride].any(axis=(1, 2))
+    _, H, W = masks.shape
+    for y in range(H):
+        for x in range(W):
+            out[:, nearest_cell(y, stride, offset, h), nearest_cell(x, stride, offset, w)] |= masks[:, y, x]
     return out
 
 
 @pytest.mark.parametrize("stride, shape", [(16, None), (7, None), (8, (3, 4)), (8, (9, 9)), (1, None)])
-def test_feature_masks_match_brute_force(stride, shape):
+@pytest.mark.parametrize("offset", [0.0, 7.5, 3.0])
+def test_feature_masks_match_brute_force(stride, shape, offset):
     regions = random_regions()
     masks = regions.masks()
     h, w = shape or (-(-37 // stride), -(-45 // stride))
-    np.testing.assert_array_equal(regions.feature_masks(stride, shape), brute_feature_masks(masks, stride, h, w))
+    np.testing.assert_array_equal(regions.feature_masks(stride, shape, offset),
+                                  brute_feature_masks(masks, stride, h, w, offset))  # fmt: skip
 
 
 def test_feature_masks_real(real):
@@ -52,9 +63,106 @@ def test_feature_masks_real(real):
         regions.feature_masks(0)
 
 
-def test_with_ground_truth_atoms(real):
+def thin_regions(shape):
+    """Every single pixel, every 1-px row and column and every 2x2 square of a pixel grid."""
+    h, w = shape
+    pixels = np.arange(h * w).reshape(h, w)
+    cells = [[p] for p in pixels.ravel()] + [list(row) for row in pixels] + [list(col) for col in pixels.T]
+    cells += [list(pixels[y : y + 2, x : x + 2].ravel()) for y in range(h - 1) for x in range(w - 1)]
+    return RegionSet.from_cells(pixels, [np.array(c) for c in cells])
+
+
+@pytest.mark.parametrize("stride, offset", [(16, 0.0), (16, 7.5), (8, 0.0), (8, 3.5)])
+def test_no_region_pools_nothing(stride, offset):
+    """Thin regions at every offset inside a block, the last partial block included: with masks
+    and boxes on one convention, every region has a cell inside its bins."""
+    import torch
+
+    from rpl.models import RegionBatch
+    from rpl.ops import free_form_roi_pool
+
+    shape = (2 * stride + 5, 3 * stride + 3)
+    regions = thin_regions(shape)
+    feature_shape = (-(-shape[0] // stride), -(-shape[1] // stride))
+    features = torch.ones(1, 1, *feature_shape)
+
+    def pooled_nothing(alignment):
+        batch = RegionBatch.from_regions(regions, stride, feature_shape, offset=offset, alignment=alignment)
+        pooled = free_form_roi_pool(features, batch.boxes, batch.masks, (7, 7), 1 / stride)
+        return int((pooled.flatten(1).max(1).values == 0).sum())
+
+    assert pooled_nothing("centred") == 0
+    if stride == 16 and offset == 0.0:  # the convention before issue 12 failed exactly this
+        assert pooled_nothing("legacy") > 0
+
+
+def test_bin_masks():
+    # an L shape in a 14x14 box: the empty top-right quarter's bins are off, the rest on
+    sp = np.arange(14 * 14).reshape(14, 14)
+    ell = np.ones((14, 14), bool)
+    ell[:7, 7:] = False
+    regions = RegionSet.from_cells(sp, [sp[ell], sp.ravel(), np.array([0])])
+    bins = regions.bin_masks((7, 7))
+    assert bins.shape == (3, 7, 7)
+    assert bins[1].all() and bins[2].all()  # a region that fills its box: every bin
+    assert not bins[0, :3, 4:].any() and bins[0, 4:].all() and bins[0, :, :3].all()
+    # the boundary bins touch the region within the resize filter's reach
+    assert bins[0, 3, 4] and bins[0, 2, 3]
+
+
+def brute_segments(label):
+    segments = []
+    for c in np.unique(label[label > 0]):
+        comp, k = ndimage.label(label == c, structure=np.ones((3, 3)))
+        segments += [comp == i for i in range(1, k + 1)]
+    return segments
+
+
+def test_with_ground_truth_superpixels(real):
+    """The authors' training regions: each segment as the union of the superpixels at least
+    half inside it; atoms are superpixel x label and share their superpixel's regions."""
     regions, label = real
     train = regions.with_ground_truth(label)
+    atoms = train.superpixels
+    np.testing.assert_array_equal(train.cell_labels[atoms], label)
+    n = len(regions)
+    masks = train.masks()
+    np.testing.assert_array_equal(masks[:n], regions.masks())
+    expected = []
+    for seg in brute_segments(label):
+        union = np.zeros(label.shape, bool)
+        for s in np.unique(regions.superpixels):
+            inside = regions.superpixels == s
+            if (inside & seg).sum() >= 0.5 * inside.sum():
+                union |= inside
+        if union.any():
+            expected.append(union.tobytes())
+    assert len(expected) > 0 and train.is_ground_truth[n:].all()
+    assert sorted(m.tobytes() for m in masks[n:]) == sorted(expected)
+    # every region is a union of superpixels: an atom's regions are its superpixel's
+    for a in range(train.num_cells):
+        pixels = atoms == a
+        s = regions.superpixels[pixels][0]
+        assert (regions.superpixels[pixels] == s).all() and (label[pixels] == train.cell_labels[a]).all()
+        assert (masks[:, pixels][:, 0] == masks[:, regions.superpixels == s][:, 0]).all()
+    with pytest.raises(ValueError, match="mode"):
+        regions.with_ground_truth(label, "boxes")
+
+
+def test_ground_truth_iou(real):
+    regions, label = real
+    iou = regions.ground_truth_iou(label)
+    segments = brute_segments(label)
+    masks = regions.masks()
+    for r in range(0, len(regions), 13):
+        best = max((masks[r] & s).sum() / (masks[r] | s).sum() for s in segments)
+        assert iou[r] == pytest.approx(best)
+    assert (regions.ground_truth_iou(np.zeros_like(label)) == 0).all()
+
+
+def test_with_ground_truth_exact_atoms(real):
+    regions, label = real
+    train = regions.with_ground_truth(label, "exact")
     atoms = train.superpixels
     # each atom has one label, and cell_labels tells it
     np.testing.assert_array_equal(train.cell_labels[atoms], label)
@@ -75,8 +183,9 @@ def test_with_ground_truth_atoms(real):
 
 def test_with_ground_truth_all_void_and_bad_label():
     regions = random_regions()
-    train = regions.with_ground_truth(np.zeros(regions.shape, int))
-    assert len(train) == len(regions) and train.num_cells == regions.num_cells
+    for mode in ("superpixels", "exact"):
+        train = regions.with_ground_truth(np.zeros(regions.shape, int), mode)
+        assert len(train) == len(regions) and train.num_cells == regions.num_cells
     with pytest.raises(ValueError, match="label is"):
         regions.with_ground_truth(np.zeros((3, 3), int))
 

@@ -28,13 +28,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Backbone(nn.Module):
     """Normalisation + a convolutional trunk. ``out_channels`` and ``stride`` describe its output.
 
-    ``fc_init`` (VGG-16 only) holds ImageNet fc6/fc7 weights for the region head, as the
-    authors initialised theirs.
+    ``offset`` is the pixel on which feature cell 0 is centred (cell i: ``offset + i·stride``),
+    measured from the receptive fields: 0 for MobileNetV2, whose stride-2 convolutions are
+    padded, 7.5 for VGG-16, whose 2x2 max pools are not. ``fc_init`` (VGG-16 only) holds
+    ImageNet fc6/fc7 weights for the region head, as the authors initialised theirs.
     """
 
     def __init__(self, body: nn.Module, out_channels: int, stride: int, name: str, fc_init=None,
-                 skip: tuple[int, int] = (0, 0)):  # fmt: skip
+                 skip: tuple[int, int] = (0, 0), offset: float = 0.0):  # fmt: skip
         super().__init__()
+        self.offset = offset
         self.body = body
         self.skip_index, self.skip_channels = skip  # where the stride-8 features are (FCN's skip)
         self.out_channels = out_channels
@@ -89,27 +92,37 @@ def _load(model: nn.Module, filename: str, tv_weights, name: str) -> None:
     model.load_state_dict(state)
 
 
-def mobilenet_v2(weights: str | None = "imagenet") -> Backbone:
-    """MobileNetV2 at output stride 16 (320 channels).
+def mobilenet_v2(weights: str | None = "imagenet", output_stride: int = 16) -> Backbone:
+    """MobileNetV2 at output stride 16 or 8 (320 channels).
+
+    The stride-2 stages after the output stride run at stride 1, dilated as DeepLab does (the
+    first block of such a stage keeps the previous dilation, the others double it).
 
     Args:
         weights: ``"imagenet"`` (``$RPL_WEIGHTS/mobilenet_v2_imagenet.pth``, else torchvision's
             download) or None (random initialisation, asked for explicitly).
+        output_stride: 16 (the paper's conv5 stride) or 8 (a finer grid, 32x32 cells at 256 px).
     """
+    if output_stride not in (8, 16):
+        raise ValueError(f"output_stride must be 8 or 16 for mobilenet_v2, got {output_stride!r}")
     net = torchvision.models.mobilenet_v2()
     if weights == "imagenet":
         _load(net, "mobilenet_v2_imagenet.pth", torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1, "mobilenet_v2")
     elif weights is not None:
         raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
     body = net.features[:18]  # up to the 320-channel block; drop the 1280-channel 1x1 conv
-    # Last stride-2 stage (blocks 14-17): stride 1, and dilation 2 after its first block.
-    for i, block in enumerate(body[14:18]):
-        depthwise = block.conv[1][0]
-        depthwise.stride = (1, 1)
-        if i > 0:
-            depthwise.dilation = (2, 2)
-            depthwise.padding = (2, 2)
-    return Backbone(body, 320, 16, "mobilenet_v2", skip=(7, 32))
+    # The stages that start with a stride-2 block: blocks 7-13 (stride 16), 14-17 (stride 32).
+    stages = [range(14, 18)] if output_stride == 16 else [range(7, 14), range(14, 18)]
+    dilation = 1
+    for stage in stages:
+        for i, index in enumerate(stage):
+            depthwise = body[index].conv[1][0]
+            depthwise.stride = (1, 1)
+            rate = dilation if i == 0 else 2 * dilation
+            depthwise.dilation, depthwise.padding = (rate, rate), (rate, rate)
+        dilation *= 2
+    skip = (7, 32) if output_stride == 16 else (4, 24)  # the FCN's skip: half the output stride
+    return Backbone(body, 320, output_stride, "mobilenet_v2", skip=skip)
 
 
 def vgg16(weights: str | None = "imagenet") -> Backbone:
@@ -124,4 +137,4 @@ def vgg16(weights: str | None = "imagenet") -> Backbone:
     fc_init = None
     if weights == "imagenet":
         fc_init = {"fc6": net.classifier[0].state_dict(), "fc7": net.classifier[3].state_dict()}
-    return Backbone(body, 512, 16, "vgg16", fc_init=fc_init, skip=(23, 512))
+    return Backbone(body, 512, 16, "vgg16", fc_init=fc_init, skip=(23, 512), offset=7.5)

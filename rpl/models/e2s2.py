@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,6 +23,9 @@ __all__ = ["E2S2", "ModelConfig", "RegionBatch"]
 POOLINGS = ("free-form", "box", "both")
 COMBINES = ("tied", "separate")
 ORDERS = ("max-softmax", "softmax-max")
+MASKS = ("cells", "bins")
+ALIGNMENTS = ("centred", "legacy")
+POOLED = (7, 7)  # bins per region, as Fast R-CNN and the paper
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,13 @@ class ModelConfig:
     neck: channels of a 1x1 convolution before pooling (0: none) — keeps the fc6 input small
         for the cpu preset; the paper has none.
     head: width of fc6 and fc7 (VGG-16: 4096).
+    mask: how free-form pooling leaves out what is not the region: ``cells`` (Eq. 6-7 read
+        literally: each bin's max over its feature cells inside the region) or ``bins`` (the
+        authors' code: box pooling, then the bins outside the region's box-relative 7x7 mask
+        set to 0, :meth:`rpl.proposals.RegionSet.bin_masks`).
+    alignment: ``centred`` (pixels, boxes and masks on the cells the backbone centres on them,
+        ``Backbone.offset``) or ``legacy`` (rpl before issue 12: masks at floor(x / 16), boxes at
+        round(x / 16), half a cell apart; kept to reproduce the results measured with it).
     """
 
     pooling: str = "free-form"
@@ -43,10 +54,13 @@ class ModelConfig:
     neck: int = 0
     head: int = 4096
     dropout: float = 0.5
+    mask: str = "cells"
+    alignment: str = "centred"
 
     def __post_init__(self):
         for name, value, allowed in (("pooling", self.pooling, POOLINGS), ("combine", self.combine, COMBINES),
-                                     ("order", self.order, ORDERS)):  # fmt: skip
+                                     ("order", self.order, ORDERS), ("mask", self.mask, MASKS),
+                                     ("alignment", self.alignment, ALIGNMENTS)):  # fmt: skip
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
@@ -55,9 +69,12 @@ class ModelConfig:
 class RegionBatch:
     """One image's regions as the model needs them (see :meth:`RegionBatch.from_regions`).
 
-    boxes (Tensor[R, 5]), masks (Tensor[R, h, w] bool), membership (sparse CSR [A, R]),
-    cells (Tensor[H, W] long: the atom of each pixel), atom_pixels (Tensor[A]),
-    atom_labels (Tensor[A] long or None), is_ground_truth (Tensor[R] bool).
+    boxes (Tensor[R, 5]: batch index and the box in the pooling layer's frame,
+    :meth:`~rpl.proposals.RegionSet.pooling_boxes`), masks (Tensor[R, h, w] bool: feature cells
+    inside each region), membership (sparse CSR [A, R]), cells (Tensor[H, W] long: the atom of
+    each pixel), atom_pixels (Tensor[A]), atom_labels (Tensor[A] long or None),
+    is_ground_truth (Tensor[R] bool), bin_masks (Tensor[R, 7, 7] bool or None: the
+    box-relative masks of ``mask="bins"``).
     """
 
     boxes: torch.Tensor
@@ -67,6 +84,7 @@ class RegionBatch:
     atom_pixels: torch.Tensor
     atom_labels: torch.Tensor | None
     is_ground_truth: torch.Tensor
+    bin_masks: torch.Tensor | None = None
 
     def to(self, device) -> "RegionBatch":
         """The same regions on ``device``."""
@@ -74,17 +92,27 @@ class RegionBatch:
         return RegionBatch(*(None if t is None else t.to(device) for t in values))
 
     @classmethod
-    def from_regions(cls, regions, stride: int, feature_shape, batch_index: int = 0) -> "RegionBatch":
-        boxes = torch.as_tensor(regions.boxes, dtype=torch.float32)
+    def from_regions(cls, regions, stride: int, feature_shape, batch_index: int = 0, offset: float = 0.0,
+                     bins=None, alignment: str = "centred") -> "RegionBatch":  # fmt: skip
+        """The batch of a :class:`~rpl.proposals.RegionSet` on a stride-``stride`` feature map of
+        ``feature_shape`` whose cell 0 is centred on pixel ``offset``; ``bins`` (oh, ow) also
+        computes the box-relative bin masks; ``alignment`` as in :class:`ModelConfig`."""
+        if alignment == "legacy":
+            boxes, masks = regions.boxes.astype(np.float64), regions.feature_masks(stride, feature_shape, (stride - 1) / 2)
+        else:
+            boxes = regions.pooling_boxes(stride, feature_shape, offset)
+            masks = regions.feature_masks(stride, feature_shape, offset)
+        boxes = torch.as_tensor(boxes, dtype=torch.float32)
         boxes = torch.cat([torch.full((len(boxes), 1), float(batch_index)), boxes], 1)
         return cls(
             boxes=boxes,
-            masks=torch.from_numpy(regions.feature_masks(stride, feature_shape)),
+            masks=torch.from_numpy(masks),
             membership=regions.cell_membership(),
             cells=torch.from_numpy(regions.superpixels.astype("int64")),
             atom_pixels=torch.from_numpy(regions.cell_areas.astype("int64")),
             atom_labels=None if regions.cell_labels is None else torch.from_numpy(regions.cell_labels),
             is_ground_truth=torch.from_numpy(regions.is_ground_truth),
+            bin_masks=None if bins is None else torch.from_numpy(regions.bin_masks(bins)),
         )
 
 
@@ -119,7 +147,7 @@ class E2S2(nn.Module):
         if config.neck:
             self.neck = nn.Sequential(nn.Conv2d(channels, config.neck, 1), nn.ReLU(inplace=True))
             channels = config.neck
-        pooled = channels * 49 * (2 if config.pooling == "both" and config.combine == "separate" else 1)
+        pooled = channels * POOLED[0] * POOLED[1] * (2 if config.pooling == "both" and config.combine == "separate" else 1)
         self.head = _Head(pooled, config.head, config.dropout)
         self.classifier = nn.Linear(config.head, num_classes)
         nn.init.normal_(self.classifier.weight, std=0.01)  # the paper: new classifier ~ N(0, 0.01²)
@@ -135,15 +163,26 @@ class E2S2(nn.Module):
         """The neck (if any) on backbone features: what ROI pooling reads."""
         return self.neck(backbone_features) if self.neck is not None else backbone_features
 
+    def region_batch(self, regions, feature_shape, batch_index: int = 0) -> RegionBatch:
+        """The :class:`RegionBatch` of a :class:`~rpl.proposals.RegionSet` on this model's
+        feature map of ``feature_shape`` (h, w): its stride, cell centres and mask kind."""
+        bins = POOLED if self.config.mask == "bins" and self.config.pooling != "box" else None
+        return RegionBatch.from_regions(regions, self.backbone.stride, feature_shape, batch_index,
+                                        self.backbone.offset, bins, self.config.alignment)  # fmt: skip
+
     def region_scores(self, features: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
         """S[R, C]: logits of every region."""
         scale = 1.0 / self.backbone.stride
-        pooling = self.config.pooling
+        pooling, mask = self.config.pooling, self.config.mask
+        if pooling in ("box", "both") or mask == "bins":
+            box = free_form_roi_pool(features, regions.boxes, torch.ones_like(regions.masks), POOLED, scale)
         if pooling in ("free-form", "both"):
-            free = free_form_roi_pool(features, regions.boxes, regions.masks, (7, 7), scale)
-        if pooling in ("box", "both"):
-            every = torch.ones_like(regions.masks)
-            box = free_form_roi_pool(features, regions.boxes, every, (7, 7), scale)
+            if mask == "bins":  # the authors' free-form pooling: box pooling, bins outside the region zeroed
+                if regions.bin_masks is None:
+                    raise ValueError("mask='bins' needs RegionBatch.bin_masks: build the batch with model.region_batch")
+                free = box * regions.bin_masks[:, None].to(box.dtype)
+            else:  # Eq. 6-7: each bin's max over its cells inside the region
+                free = free_form_roi_pool(features, regions.boxes, regions.masks, POOLED, scale)
         if pooling == "free-form":
             return self.classifier(self.head(free))
         if pooling == "box":

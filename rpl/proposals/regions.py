@@ -20,7 +20,32 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
-__all__ = ["RegionSet"]
+__all__ = ["RegionSet", "feature_cell", "ground_truth_segments"]
+
+
+def feature_cell(coords, stride: int, offset: float, size: int) -> np.ndarray:
+    """int64: the feature cell of pixel coordinates ``coords`` on a map of ``size`` cells whose
+    cell i is centred on pixel ``offset + i·stride`` — the nearest centre, halves rounded up
+    as torchvision's ROI pooling rounds box corners — clipped to the map."""
+    v = (np.asarray(coords, dtype=np.float64) - offset) / stride
+    return np.clip(np.floor(v + 0.5), 0, size - 1).astype(np.int64)
+
+
+def ground_truth_segments(label, shape=None) -> tuple[np.ndarray, int]:
+    """(int64[H, W], G): the ground-truth segments, the 8-connected components of each class
+    (1..G; 0 = void), and their number."""
+    label = np.asarray(label)
+    if shape is not None and label.shape != tuple(shape):
+        raise ValueError(f"label is {label.shape}, regions are {tuple(shape)}")
+    if label.dtype.kind not in "iu" or (label.size and label.min() < 0):
+        raise ValueError("label must hold non-negative integer classes (0 = void)")
+    components = np.zeros(label.shape, dtype=np.int64)
+    count = 0
+    for c in np.unique(label[label > 0]):
+        comp, k = ndimage.label(label == c, structure=np.ones((3, 3), bool))
+        components[comp > 0] = comp[comp > 0] + count
+        count += k
+    return components, count
 
 
 class RegionSet:
@@ -143,52 +168,80 @@ class RegionSet:
         self.params = dict(params)
         return self
 
-    def with_ground_truth(self, label) -> "RegionSet":
+    def with_ground_truth(self, label, mode: str = "superpixels", min_inside: float = 0.5) -> "RegionSet":
         """For training: add the ground-truth regions and split the cells into atoms.
 
-        Ground-truth regions are the 8-connected components of each class. Atoms are the
-        non-empty intersections of a cell with a ground-truth component (or with the void
-        pixels), so each atom has one label, the atoms partition the image, and every region —
-        proposal or ground truth — is a union of atoms (the paper's Sec. 3.5).
+        Ground-truth segments are the 8-connected components of each class
+        (:func:`ground_truth_segments`). Two ways to turn them into regions:
+
+        * ``"superpixels"`` (the authors' code, ``ImdbE2S2.m``): a segment's region is the union
+          of the cells that lie at least ``min_inside`` inside it; segments with no such cell are
+          dropped. Every region stays a union of cells, as at test time, and the atoms are
+          cell × label: the per-label pixel counts of each cell, which share all its scores.
+        * ``"exact"``: the segments themselves; the atoms are cell ∩ segment (or ∩ the void
+          pixels), so a ground-truth region may split a cell (rpl before issue 12).
+
+        Either way each atom has one label, the atoms partition the image and every region is a
+        union of atoms (the paper's Sec. 3.5).
 
         Args:
             label (ndarray[H, W] int): ground truth, 0 = void.
+            mode: ``"superpixels"`` or ``"exact"``.
+            min_inside: with ``"superpixels"``, the fraction of a cell's pixels that must lie in
+                the segment.
 
         Returns:
             RegionSet whose cells are the atoms (``cell_labels`` gives their labels); the
             proposals come first, then the ground-truth regions (``is_ground_truth``).
         """
+        if mode not in ("superpixels", "exact"):
+            raise ValueError(f"mode must be 'superpixels' or 'exact', got {mode!r}")
         label = np.asarray(label)
-        if label.shape != self.superpixels.shape:
-            raise ValueError(f"label is {label.shape}, regions are {self.superpixels.shape}")
-        if label.dtype.kind not in "iu" or label.min() < 0:
-            raise ValueError("label must hold non-negative integer classes (0 = void)")
-        components = np.zeros(label.shape, dtype=np.int64)
-        count = 0
-        for c in np.unique(label[label > 0]):
-            comp, k = ndimage.label(label == c, structure=np.ones((3, 3), bool))
-            components[comp > 0] = comp[comp > 0] + count
-            count += k
-        key = self.superpixels.astype(np.int64) * (count + 1) + components
+        components, count = ground_truth_segments(label, self.shape)
+        if mode == "exact":
+            key = self.superpixels.astype(np.int64) * (count + 1) + components
+        else:
+            key = self.superpixels.astype(np.int64) * (int(label.max()) + 1) + label
         codes, atoms = np.unique(key.ravel(), return_inverse=True)
         atoms = atoms.reshape(label.shape)
-        atom_cell = codes // (count + 1)
-        atom_component = codes % (count + 1)
         atom_labels = np.zeros(len(codes), dtype=np.int64)
         atom_labels[atoms.ravel()] = label.ravel()
+        atom_cell = codes // (count + 1) if mode == "exact" else codes // (int(label.max()) + 1)
+        if mode == "exact":
+            atom_component = codes % (count + 1)
+            gt_rows = atom_component[atom_component > 0] - 1
+            gt = sp.csr_array(
+                (np.ones(len(gt_rows), bool), (gt_rows, np.flatnonzero(atom_component > 0))),
+                shape=(count, len(codes)),
+            )
+        else:
+            inside = self._segment_pixels(components, count) >= min_inside * self.cell_areas[:, None]  # [S, G]
+            gt = sp.csr_array(inside.T[inside.any(axis=0)])[:, atom_cell]
         proposals = self.membership[:, atom_cell]  # a proposal holds every atom of its cells
-        gt_rows = atom_component[atom_component > 0] - 1
-        gt = sp.csr_array(
-            (np.ones(len(gt_rows), bool), (gt_rows, np.flatnonzero(atom_component > 0))),
-            shape=(count, len(codes)),
-        )
         return RegionSet(
             atoms,
             sp.vstack([proposals, gt], format="csr"),
             cell_labels=atom_labels,
-            is_ground_truth=np.concatenate([self.is_ground_truth, np.ones(count, bool)]),
+            is_ground_truth=np.concatenate([self.is_ground_truth, np.ones(gt.shape[0], bool)]),
             params=self.params,
         )
+
+    def ground_truth_iou(self, label) -> np.ndarray:
+        """float64[R]: each region's best intersection-over-union with a ground-truth segment
+        (:func:`ground_truth_segments`); 0 for every region when nothing is labelled. The
+        authors train only on proposals with a best IoU of at least 0.1 (``ImdbE2S2.m``)."""
+        components, count = ground_truth_segments(label, self.shape)
+        if count == 0:
+            return np.zeros(len(self))
+        pixels = self._segment_pixels(components, count)  # [S, G]
+        inter = self.membership.astype(np.int64) @ pixels
+        seg_areas = pixels.sum(0)
+        return (inter / (self.areas[:, None] + seg_areas[None] - inter)).max(1)
+
+    def _segment_pixels(self, components, count) -> np.ndarray:
+        """int64[S, G]: pixels of cell s in segment g."""
+        flat = self.superpixels.astype(np.int64).ravel() * (count + 1) + components.ravel()
+        return np.bincount(flat, minlength=self.num_cells * (count + 1)).reshape(self.num_cells, count + 1)[:, 1:]
 
     # --- views -------------------------------------------------------------------------
 
@@ -238,32 +291,61 @@ class RegionSet:
         """bool[R, H, W]: all masks (dense; for figures and tests)."""
         return self.membership.toarray()[:, self.superpixels]
 
-    def feature_masks(self, stride: int, shape=None) -> np.ndarray:
+    def feature_masks(self, stride: int, shape=None, offset: float = 0.0) -> np.ndarray:
         """bool[R, h, w]: which cells of a stride-``stride`` feature map lie inside each region.
 
-        Feature cell (i, j) covers pixels [i·stride, (i+1)·stride) × [j·stride, (j+1)·stride);
-        it is inside a region when the region covers any of those pixels.
+        Feature cell i is centred on pixel ``offset + i·stride`` (MobileNetV2: 0, VGG-16: 7.5;
+        ``Backbone.offset``), so pixel x belongs to the nearest cell, :func:`feature_cell`; a cell
+        is inside a region when one of its pixels is. :meth:`pooling_boxes` puts the boxes on
+        the same cells, so every region has at least one cell inside its pooling bins.
 
         Args:
             stride: the backbone's output stride (16 for VGG-16 conv5 and our MobileNetV2).
             shape: (h, w) of the feature map; default ceil(H / stride), ceil(W / stride).
+            offset: the pixel on which feature cell 0 is centred.
         """
         stride = int(stride)
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
         H, W = self.shape
         h, w = shape if shape is not None else (-(-H // stride), -(-W // stride))
-        ys, xs = np.mgrid[:H, :W]
-        fy, fx = ys // stride, xs // stride
-        keep = (fy < h) & (fx < w)
-        feature_cell = (fy * w + fx)[keep]
+        fy = feature_cell(np.arange(H), stride, offset, h)
+        fx = feature_cell(np.arange(W), stride, offset, w)
+        feature_cell_of_pixel = (fy[:, None] * w + fx[None, :]).ravel()
         # [h*w, S]: does feature cell f see image cell s
         sees = sp.csr_array(
-            (np.ones(feature_cell.size, bool), (feature_cell, self.superpixels[keep])),
+            (np.ones(feature_cell_of_pixel.size, bool), (feature_cell_of_pixel, self.superpixels.ravel())),
             shape=(h * w, self.num_cells),
         )
         inside = self.membership.astype(np.int32) @ sees.T.astype(np.int32)
         return (inside.toarray() > 0).reshape(len(self), h, w)
+
+    def pooling_boxes(self, stride: int, shape, offset: float = 0.0) -> np.ndarray:
+        """float64[R, 4]: the boxes as :func:`rpl.ops.free_form_roi_pool` should get them with
+        ``spatial_scale = 1 / stride``: shifted by ``offset`` and clipped to the feature map, so
+        that its rounding (torchvision's, ``round(x / stride)``) gives each corner the cell
+        :meth:`feature_masks` gives that pixel."""
+        h, w = shape
+        boxes = self.boxes.astype(np.float64) - offset
+        limits = np.array([w - 1, h - 1, w - 1, h - 1], np.float64) * stride
+        return np.clip(boxes, 0, limits)
+
+    def bin_masks(self, output_size=(7, 7)) -> np.ndarray:
+        """bool[R, oh, ow]: each region's mask inside its box, resized bilinearly (with
+        antialiasing, as MATLAB's ``imresize``) to the pooling grid and thresholded at > 0 — the
+        box-relative masks with which the authors' code zeroes the bins of box ROI pooling that
+        lie outside the region (``roiPooling_freeform_forward.m``)."""
+        import torch
+        import torch.nn.functional as F
+
+        oh, ow = output_size
+        out = np.zeros((len(self), oh, ow), dtype=bool)
+        for i, (x1, y1, x2, y2) in enumerate(self.boxes):
+            inside = np.zeros(self.num_cells, dtype=np.float32)
+            inside[self.cells(i)] = 1
+            crop = torch.from_numpy(inside[self.superpixels[y1 : y2 + 1, x1 : x2 + 1]])[None, None]
+            out[i] = (F.interpolate(crop, size=(oh, ow), mode="bilinear", antialias=True, align_corners=False)[0, 0] > 0).numpy()
+        return out
 
     def _region_boxes(self) -> np.ndarray:
         slices = ndimage.find_objects(self.superpixels + 1)
