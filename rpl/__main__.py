@@ -160,6 +160,42 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _diagnose(args) -> int:
+    from pathlib import Path
+
+    from . import diagnostics
+    from .provenance import provenance, write_json
+
+    if bool(args.run) == args.bounds:
+        print("rpl diagnose: give a run folder or --bounds (not both)", file=sys.stderr)
+        return 2
+    try:
+        if args.bounds:
+            from .proposals import ProposalCache
+
+            cls, splits = DATASETS[args.dataset]
+            test = cls(splits[1], root=args.root)
+            payload = {"dataset": args.dataset, "split": splits[1], "images": len(test),
+                       **diagnostics.upper_bounds(test, ProposalCache(test, root=args.cache))}  # fmt: skip
+            out = Path(args.out or "results/diagnostics_bounds.json")
+        else:
+            payload = {"run": str(args.run), **diagnostics.diagnose(args.run, args.train_images, args.root, args.cache,
+                                                                    device=args.device)}  # fmt: skip
+            out = Path(args.out or f"results/diagnostics_{Path(args.run).name}.json")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"rpl diagnose: {e}", file=sys.stderr)
+        return 1
+    write_json(out, provenance(**payload))
+    for key, value in payload.items():
+        if isinstance(value, dict) and "all" in value:
+            value = value["all"]
+        if isinstance(value, dict) and "class_accuracy" in value:
+            print(f"{key:>32}: global {value['global_accuracy']:.1%}  class {value['class_accuracy']:.1%}  "
+                  f"mIoU {value['mean_iou']:.1%}")  # fmt: skip
+    print(f"wrote {out}")
+    return 0
+
+
 def _figures(args) -> int:
     from .figures import make_figures
 
@@ -249,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", help="results files (default: results/)")
     _add_locations(rep)
     rep.set_defaults(handler=_reproduce)
+    dia = commands.add_parser("diagnose", help="why a run gets what it gets: train-set fit, ground-truth regions "
+                              "at test, winning regions; or (--bounds) what the regions allow")  # fmt: skip
+    dia.add_argument("run", nargs="?", help="run folder written by `train`")
+    dia.add_argument("--bounds", action="store_true", help="the superpixel and proposal upper bounds on the test set")
+    dia.add_argument("--dataset", choices=sorted(DATASETS), default="siftflow", help="with --bounds")
+    dia.add_argument("--train-images", type=int, default=200, help="training images to measure the fit on")
+    dia.add_argument("--out", help="JSON file (default: results/diagnostics_<run>.json or _bounds.json)")
+    _add_locations(dia)
+    dia.set_defaults(handler=_diagnose)
     tab = commands.add_parser("tables", help="the paper's tables beside ours, from results/, as Markdown")
     tab.add_argument("--results", default="results", help="results folder (default: results/)")
     tab.add_argument("--update-readme", metavar="README", help="rewrite the results table inside this file")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .ops import region_to_pixel
 from .proposals import RegionSet
 from .viz import overlay, show_regions
 
@@ -61,7 +60,7 @@ class Explanation:
         logits = model.region_scores(features, batch)
         scores = model.maximised_scores(logits)
         probabilities = scores is not logits
-        atoms, winners = region_to_pixel(scores, batch.membership, return_winners=True)
+        atoms, winners = model.atom_scores(logits, batch, return_winners=True)
         prediction = (atoms.argmax(1) + 1).numpy()[regions.superpixels]
         return cls(image, regions, scores.numpy(), atoms.numpy(), winners.numpy(), prediction, list(classes),
                    probabilities)  # fmt: skip

@@ -207,18 +207,21 @@ def predict_labels(model, image: torch.Tensor, regions: RegionSet | None) -> tor
         return (atoms.argmax(1) + 1)[batch.cells].cpu()
 
 
-def predict_sample(model, cfg: TrainConfig, sample, cache: ProposalCache, device="cpu") -> np.ndarray:
+def predict_sample(model, cfg: TrainConfig, sample, cache: ProposalCache, device="cpu",
+                   ground_truth: bool = False) -> np.ndarray:  # fmt: skip
     """Label map (int[H, W], 1..C) of a data set sample at its own resolution, with the RGB
-    proposals of ``cache`` for region models (as at test time in the paper)."""
+    proposals of ``cache`` for region models (as at test time in the paper); ``ground_truth``
+    adds the sample's ground-truth regions to them (a diagnosis, not a test)."""
     proposals = None if cfg.model == "fcn" else cache.get(sample.name, "rgb")
-    image, _, regions = prepare(sample, proposals, cfg, False, training=False)
+    image, _, regions = prepare(sample, proposals, cfg, False, training=False, ground_truth=ground_truth)
     pred = predict_labels(model, image.to(device), regions).numpy()
     if pred.shape != sample.label.shape:
         pred = np.asarray(Image.fromarray(pred.astype(np.uint8)).resize(sample.label.shape[::-1], Image.NEAREST))
     return pred
 
 
-def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, training: bool):
+def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, training: bool,
+            ground_truth: bool | None = None):  # fmt: skip
     """(image tensor [1, 3, H, W], label [H, W], RegionSet or None) for one image, as the model
     sees it (FCN runs without regions)."""
     image, label = sample.image, sample.label
@@ -239,6 +242,7 @@ def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, tra
             iou = regions.ground_truth_iou(label)
             if iou.any():  # an image with ground truth; keep its best proposal at least
                 regions = regions.subset((iou >= cfg.proposal_iou) | (iou == iou.max()))
+    if (training if ground_truth is None else ground_truth) and regions is not None:
         regions = regions.with_ground_truth(label, cfg.train_regions)
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
     return tensor, label, regions
@@ -499,18 +503,22 @@ def load_run(run: str | os.PathLike):
 
 
 def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_root=None,
-             progress: bool = True, device: str = "cpu") -> dict:  # fmt: skip
+             progress: bool = True, device: str = "cpu", images: int | None = None,
+             ground_truth: bool = False, write: bool = True) -> dict:  # fmt: skip
     """Global / class-average accuracy and mean IoU on all pixels and on 4-px boundaries, per-class
-    accuracies; written to ``run/metrics.json`` and returned."""
+    accuracies; written to ``run/metrics.json`` (unless ``write`` is False) and returned.
+
+    ``images``: evenly spaced images of the split (default: the run's ``test_images``, 0 = all);
+    ``ground_truth``: add each image's ground-truth regions to its proposals (a diagnosis)."""
     model, cfg = load_run(run)
     model.to(device)
-    dataset = _subset(load_dataset(cfg, split, data_root), cfg.test_images)
+    dataset = _subset(load_dataset(cfg, split, data_root), cfg.test_images if images is None else images)
     cache = ProposalCache(dataset, root=cache_root)
     every, boundary = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
     started = time.monotonic()
     for index in tqdm(range(len(dataset)), desc=f"evaluate {split}", unit="img", disable=not progress):
         sample = dataset[index]
-        pred = predict_sample(model, cfg, sample, cache, device)
+        pred = predict_sample(model, cfg, sample, cache, device, ground_truth)
         every.update(pred, sample.label)
         boundary.update(pred, sample.label, mask=boundary_mask(sample.label))
     metrics = {
@@ -521,5 +529,8 @@ def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_
         "boundary": boundary.summary(dataset.classes),
         "config": dataclasses.asdict(cfg),
     }
-    (Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if ground_truth:
+        metrics["ground_truth_regions"] = True
+    if write:
+        (Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

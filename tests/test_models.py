@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rpl.models import E2S2, ModelConfig, RegionBatch, mobilenet_v2, vgg16
+from rpl.models import E2S2, ModelConfig, mobilenet_v2, vgg16
 from rpl.proposals import RegionSet
 
 
@@ -13,6 +13,35 @@ def test_mobilenet_v2_is_stride_16_with_imagenet_weights(monkeypatch):
     assert torch.equal(backbone.body[0][0].weight, state["features.0.0.weight"])
     for size, cells in ((256, 16), (600, 38), (97, 7)):
         assert backbone(torch.rand(1, 3, size, size)).shape == (1, 320, cells, cells)
+
+
+def test_mobilenet_v2_at_output_stride_8(monkeypatch):
+    real = pytest.importorskip("conftest")._real_data_dir("weights")
+    monkeypatch.setenv("RPL_WEIGHTS", str(real))
+    os8, os16 = mobilenet_v2(output_stride=8).eval(), mobilenet_v2().eval()
+    assert os8.stride == 8 and os8.skip_channels == 24
+    assert os8(torch.rand(1, 3, 256, 256)).shape == (1, 320, 32, 32)
+    assert all(torch.equal(a, b) for a, b in zip(os8.state_dict().values(), os16.state_dict().values()))
+    with pytest.raises(ValueError, match="output_stride"):
+        mobilenet_v2(None, 32)
+
+
+@pytest.mark.parametrize("make, size, cell", [(lambda: mobilenet_v2(None), 768, 24),
+                                              (lambda: mobilenet_v2(None, 8), 576, 36),
+                                              (lambda: vgg16(None), 320, 10)])  # fmt: skip
+def test_backbone_offset_is_where_its_cells_are_centred(make, size, cell):
+    """Cell i's receptive field is centred on pixel offset + i·stride (what the pooling boxes
+    and feature masks assume): measured from the input pixels that reach the cell."""
+    torch.manual_seed(0)
+    backbone = make().eval()
+    image = torch.rand(1, 3, size, size, requires_grad=True)
+    out = backbone(image)[0, :, cell, cell].abs().sum()
+    (grad,) = torch.autograd.grad(out, image)
+    rows = torch.nonzero(grad.abs().sum((0, 1, 3)) > 0)[:, 0]
+    cols = torch.nonzero(grad.abs().sum((0, 1, 2)) > 0)[:, 0]
+    assert 0 < rows.min() and rows.max() < size - 1  # the whole field inside the image
+    centre = backbone.offset + cell * backbone.stride
+    assert (rows.min() + rows.max()).item() / 2 == centre == (cols.min() + cols.max()).item() / 2
 
 
 def test_missing_weights_say_where_to_put_them(monkeypatch, tmp_path):
@@ -46,6 +75,9 @@ def tiny_regions():
         ModelConfig("both", "tied", neck=8, head=16),
         ModelConfig("both", "separate", neck=8, head=16),
         ModelConfig("free-form", order="softmax-max", neck=8, head=16),
+        ModelConfig("free-form", neck=8, head=16, mask="bins"),
+        ModelConfig("both", "separate", neck=8, head=16, mask="bins"),
+        ModelConfig("free-form", neck=8, head=16, alignment="legacy"),
     ],
 )
 def test_every_variant_runs_and_trains_the_backbone(config):
@@ -54,7 +86,7 @@ def test_every_variant_runs_and_trains_the_backbone(config):
     regions = tiny_regions()
     image = torch.rand(1, 3, 64, 64)
     features = model.features(image)
-    batch = RegionBatch.from_regions(regions, 16, features.shape[-2:])
+    batch = model.region_batch(regions, features.shape[-2:])
     scores = model.atom_scores(model.region_scores(features, batch), batch)
     assert scores.shape == (regions.num_cells, 5)
     if config.order == "softmax-max":
@@ -69,3 +101,32 @@ def test_bad_model_options():
         ModelConfig("circle")
     with pytest.raises(ValueError, match="order"):
         ModelConfig(order="max-max")
+
+
+@pytest.mark.parametrize("pooling", ["free-form", "both"])
+def test_bin_masked_pooling_is_box_pooling_with_the_bins_zeroed(pooling):
+    """mask="bins" (the authors' code): the plain reference box pooling times the region's 7x7
+    box-relative mask, forward and backward."""
+    from rpl.ops import reference
+
+    torch.manual_seed(0)
+    config = ModelConfig(pooling, "separate", neck=0, head=16, mask="bins", dropout=0.0)
+    model = E2S2(mobilenet_v2(None), 5, config).eval()
+    features = torch.randn(1, 320, 4, 4, dtype=torch.float64, requires_grad=True)
+    model.double()
+    blocks = (torch.arange(64)[:, None] // 16 * 4 + torch.arange(64)[None] // 16).numpy()  # 4x4 blocks of 16 px
+    regions = RegionSet.from_cells(blocks, [[0, 1, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15], [0, 5, 10, 15], [6],
+                                            list(range(16))])  # fmt: skip
+    regions = regions.with_ground_truth(blocks.astype("int64") % 3 + 1)
+    batch = model.region_batch(regions, features.shape[-2:])
+    assert batch.bin_masks.shape == (len(regions), 7, 7) and not batch.bin_masks.all()
+    got = model.region_scores(features, batch)
+    box = reference.free_form_roi_pool(features, batch.boxes.double(), torch.ones_like(batch.masks), (7, 7), 1 / 16)
+    free = box * batch.bin_masks[:, None]
+    pooled = free if pooling == "free-form" else torch.cat([free, box], 1)
+    expected = model.classifier(model.head(pooled))
+    torch.testing.assert_close(got, expected)
+    weights = torch.randn_like(got)
+    (g_got,) = torch.autograd.grad((got * weights).sum(), features)
+    (g_expected,) = torch.autograd.grad((expected * weights).sum(), features)
+    torch.testing.assert_close(g_got, g_expected)

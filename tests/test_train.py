@@ -41,6 +41,42 @@ def test_other_models_and_variants_train(env, model, options):
     assert metrics["images"] == 2
 
 
+def test_training_regions_follow_the_recipe(real_siftflow):
+    """At training: proposals with a best IoU of at least proposal_iou (the best one always
+    kept), then the ground truth as train_regions says; at test, every proposal and no ground
+    truth."""
+    from rpl.data import SiftFlow
+    from rpl.proposals import selective_search
+    from rpl.train import prepare
+
+    sample = SiftFlow("train", real_siftflow.parent)[5]
+    proposals = selective_search(sample.image)
+    iou = proposals.ground_truth_iou(sample.label)
+    assert (iou < 0.1).any()  # the filter has something to do on this image
+    for cfg in (PRESETS["cpu"], PRESETS["cpu"].with_overrides(["proposal_iou=0.3", "train_regions=exact"])):
+        _, label, regions = prepare(sample, proposals, cfg, False, training=True)
+        kept = ~regions.is_ground_truth
+        assert kept.sum() == ((iou >= cfg.proposal_iou) | (iou == iou.max())).sum()
+        assert (regions.subset(kept).ground_truth_iou(label) >= cfg.proposal_iou).all()
+        expected = proposals.with_ground_truth(label, cfg.train_regions)
+        assert regions.is_ground_truth.sum() == expected.is_ground_truth.sum()
+    _, _, test_regions = prepare(sample, proposals, PRESETS["cpu"], False, training=False)
+    assert len(test_regions) == len(proposals) and not test_regions.is_ground_truth.any()
+
+
+def test_checkpoints_from_before_the_recipe_options_load_as_trained(env):
+    cfg = PRESETS["quick"].with_overrides(["train_images=2", "test_images=1", "epochs=1"])
+    train(cfg, env / "run", progress=False)
+    state = torch.load(env / "run" / "checkpoint.pt", weights_only=False)
+    for key in ("alignment", "train_regions", "proposal_iou", "mask", "output_stride"):
+        del state["config"][key]
+    torch.save(state, env / "run" / "checkpoint.pt")
+    from rpl.train import load_run
+
+    _, old = load_run(env / "run")
+    assert (old.alignment, old.train_regions, old.proposal_iou, old.mask) == ("legacy", "exact", 0.0, "cells")
+
+
 def test_overrides_are_typed_and_checked():
     cfg = PRESETS["cpu"].with_overrides(["epochs=3", "lr=0.01", "flip=false", "color_spaces=rgb,lab"])
     assert (cfg.epochs, cfg.lr, cfg.flip, cfg.color_spaces) == (3, 0.01, False, ("rgb", "lab"))
@@ -48,6 +84,10 @@ def test_overrides_are_typed_and_checked():
         cfg.with_overrides(["nonsense=1"])
     with pytest.raises(ValueError, match="pooling"):
         TrainConfig(pooling="round")
+    for bad, match in (("train_regions=boxes", "train_regions"), ("proposal_iou=2", "proposal_iou"),
+                       ("output_stride=4", "output_stride"), ("mask=pixels", "mask"), ("alignment=off", "alignment")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            cfg.with_overrides([bad])
 
 
 def test_resume_after_kill_9_ends_where_an_uninterrupted_run_ends(env):

@@ -198,9 +198,10 @@ class E2S2(nn.Module):
             return torch.softmax(region_scores, 1)
         return region_scores
 
-    def atom_scores(self, region_scores: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
-        """[A, C]: logits (Eq. 3) or probabilities (Eq. 1, ``order="softmax-max"``) per atom."""
-        return region_to_pixel(self.maximised_scores(region_scores), regions.membership)
+    def atom_scores(self, region_scores: torch.Tensor, regions: RegionBatch, return_winners: bool = False):
+        """[A, C]: logits (Eq. 3) or probabilities (Eq. 1, ``order="softmax-max"``) per atom;
+        with ``return_winners``, also the region that gave each of them (long [A, C])."""
+        return region_to_pixel(self.maximised_scores(region_scores), regions.membership, return_winners)
 
     def forward(self, images: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
         """One image (Tensor[1, 3, H, W] in 0..1) and its regions -> atom scores [A, C]."""

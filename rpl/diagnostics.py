@@ -1,0 +1,149 @@
+"""Why a region model gets what it gets (issue 12): what the regions allow, fit versus
+generalisation, ground-truth regions at test, and which region wins each pixel's max (Eq. 3).
+
+    python -m rpl diagnose --bounds       # results/diagnostics_bounds.json: what the regions allow
+    python -m rpl diagnose runs/<run>     # results/diagnostics_<run>.json: what the model does
+
+Accuracies are :class:`~rpl.metrics.ConfusionMatrix` summaries over real images, so they read
+like the tables: global / class-average accuracy, mean IoU, per class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from .metrics import ConfusionMatrix
+
+__all__ = ["cell_class_pixels", "region_majorities", "upper_bounds", "winning_regions", "diagnose"]
+
+
+def cell_class_pixels(cells, label, num_classes: int) -> np.ndarray:
+    """int64[S, C + 1]: pixels of each class (column 0: void) in each cell of ``cells``."""
+    flat = cells.astype(np.int64).ravel() * (num_classes + 1) + label.ravel()
+    return np.bincount(flat, minlength=(int(cells.max()) + 1) * (num_classes + 1)).reshape(-1, num_classes + 1)
+
+
+def region_majorities(regions, label, num_classes: int) -> np.ndarray:
+    """int64[R]: the majority class of each region's labelled pixels (0: it has none)."""
+    counts = regions.membership.astype(np.int64) @ cell_class_pixels(regions.superpixels, label, num_classes)
+    counts[:, 0] = 0
+    return np.where(counts.sum(1) > 0, counts.argmax(1), 0)
+
+
+def upper_bounds(dataset, cache, color_space: str = "rgb", progress: bool = True) -> dict:
+    """What the regions allow on ``dataset`` with the proposals of ``cache``; two oracles:
+
+    * ``superpixels``: every superpixel labelled with its majority class, the best any model can
+      do whose regions are unions of superpixels and that gives a superpixel one label.
+    * ``proposals``: a pixel is right when some proposal containing it has the pixel's class as
+      its majority (otherwise it takes its superpixel's majority): the best a model can do that
+      labels each pixel with the majority class of one of its regions.
+    """
+    c = dataset.num_classes
+    superpixels, proposals = ConfusionMatrix(c), ConfusionMatrix(c)
+    for index in tqdm(range(len(dataset)), desc="upper bounds", unit="img", disable=not progress):
+        sample = dataset[index]
+        regions = cache.get(sample.name, color_space)
+        cells, label = regions.superpixels, sample.label
+        per_cell = cell_class_pixels(cells, label, c)
+        per_cell[:, 0] = 0
+        cell_majority = per_cell.argmax(1)[cells]
+        superpixels.update(cell_majority, label)
+        majority = region_majorities(regions, label, c)
+        owned = sp.csr_array((np.ones(len(majority), np.int32), (np.arange(len(majority)), majority)), shape=(len(majority), c + 1))
+        reachable = (regions.membership.T.astype(np.int32) @ owned).toarray() > 0  # [S, C + 1]
+        right = reachable[cells, label] & (label > 0)
+        proposals.update(np.where(right, label, cell_majority), label)
+    return {"superpixels": superpixels.summary(dataset.classes), "proposals": proposals.summary(dataset.classes)}
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float | None:
+    if values.size == 0:
+        return None
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+@torch.no_grad()
+def winning_regions(model, cfg, dataset, cache, progress: bool = True, device="cpu") -> dict:
+    """Which region wins the max of Eq. 3, per class, over the labelled pixels of ``dataset``
+    prepared as at training (RGB proposals, no flip, the run's ground-truth regions added).
+
+    For each class, pixel-weighted: ``accuracy``; ``truth_won_by_ground_truth``, how often the
+    region that gives the pixel its true class's score is a ground-truth region; and for the
+    pixels labelled wrongly, ``wrong_won_by_other_majority``, how often the region that gave
+    the predicted class its score is mostly another class than the pixel's (a *container*),
+    ``wrong_margin_median``, the median logit (or probability) of the predicted class minus
+    the true one, and ``wrong_true_rank_median``, the true class's median rank (1 = first).
+    """
+    from .train import prepare
+
+    model.eval().to(device)
+    c = dataset.num_classes
+    total, right, truth_gt, other = (np.zeros(c + 1) for _ in range(4))
+    margins, ranks, weights, classes = [], [], [], []
+    for index in tqdm(range(len(dataset)), desc="winning regions", unit="img", disable=not progress):
+        sample = dataset[index]
+        image, label, regions = prepare(sample, cache.get(sample.name, "rgb"), cfg, False, training=True)
+        features = model.features(image.to(device))
+        batch = model.region_batch(regions, features.shape[-2:]).to(device)
+        atoms, winners = model.atom_scores(model.region_scores(features, batch), batch, return_winners=True)
+        atoms, winners = atoms.cpu().numpy(), winners.cpu().numpy()
+        labels, pixels = regions.cell_labels, regions.cell_areas.astype(np.float64)
+        keep = labels > 0
+        atoms, winners, labels, pixels = atoms[keep], winners[keep], labels[keep], pixels[keep]
+        rows = np.arange(len(labels))
+        predicted = atoms.argmax(1) + 1
+        majority = region_majorities(regions, label, c)
+        wrong = predicted != labels
+        np.add.at(total, labels, pixels)
+        np.add.at(right, labels, pixels * ~wrong)
+        np.add.at(truth_gt, labels, pixels * regions.is_ground_truth[winners[rows, labels - 1]])
+        np.add.at(other, labels, pixels * (wrong & (majority[winners[rows, predicted - 1]] != labels)))
+        true_score = atoms[rows, labels - 1]
+        margins.append((atoms[rows, predicted - 1] - true_score)[wrong])
+        ranks.append(1 + (atoms > true_score[:, None]).sum(1)[wrong])
+        weights.append(pixels[wrong])
+        classes.append(labels[wrong])
+    margins, ranks, weights, classes = (np.concatenate(x) for x in (margins, ranks, weights, classes))
+    out = {}
+    for k, name in enumerate(dataset.classes, 1):
+        if total[k] == 0:
+            continue
+        wrong_pixels = total[k] - right[k]
+        mine = classes == k
+        out[name] = {
+            "pixels": int(total[k]),
+            "accuracy": right[k] / total[k],
+            "truth_won_by_ground_truth": truth_gt[k] / total[k],
+            "wrong_won_by_other_majority": other[k] / wrong_pixels if wrong_pixels else None,
+            "wrong_margin_median": _weighted_median(margins[mine], weights[mine]),
+            "wrong_true_rank_median": _weighted_median(ranks[mine].astype(np.float64), weights[mine]),
+        }
+    return out
+
+
+def diagnose(run, train_images: int = 200, data_root=None, cache_root=None, progress: bool = True,
+             device="cpu") -> dict:  # fmt: skip
+    """A run's diagnosis: its accuracy on ``train_images`` training images (fit versus
+    generalisation), on the test set with each image's ground-truth regions added to its
+    proposals (are the regions the limit?), and :func:`winning_regions` on the same training
+    images (does a container win the max?)."""
+    from .proposals import ProposalCache
+    from .train import _subset, evaluate, load_dataset, load_run
+
+    model, cfg = load_run(run)
+    common = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device, write=False)
+    out = {
+        "train": evaluate(run, "train", images=train_images, **common),
+        "test_with_ground_truth_regions": evaluate(run, "test", ground_truth=True, **common),
+    }
+    if cfg.model != "fcn":
+        train_set = _subset(load_dataset(cfg, "train", data_root), train_images)
+        out["winning_regions_train"] = winning_regions(model, cfg, train_set, ProposalCache(train_set, root=cache_root),
+                                                       progress, device)  # fmt: skip
+    return out

@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rpl.__main__ import main
+from rpl.data.base import Sample
+from rpl.diagnostics import region_majorities, upper_bounds, winning_regions
+from rpl.proposals import RegionSet
+
+
+class _Data:
+    """A data set of given samples, with a proposal cache that hands out given regions."""
+
+    def __init__(self, samples, regions, classes=("a", "b")):
+        self.samples, self.regions = samples, regions
+        self.names = [s.name for s in samples]
+        self.classes, self.num_classes = list(classes), len(classes)
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        return self.samples[i]
+
+    def get(self, name, color_space="rgb"):
+        return self.regions[self.names.index(name)]
+
+
+def mixed_superpixel():
+    """Superpixel A: 6 px of class 1 and 4 of class 2; superpixel B: 10 px of class 2;
+    regions A, B and A + B (majority 2)."""
+    cells = np.array([[0] * 10, [1] * 10])
+    label = np.array([[1] * 6 + [2] * 4, [2] * 10])
+    regions = RegionSet.from_cells(cells, [np.array([0]), np.array([1]), np.array([0, 1])])
+    image = np.zeros((2, 10, 3), np.uint8)
+    return _Data([Sample(image=image, label=label, name="x")], [regions]), regions, label
+
+
+def test_region_majorities_ignore_void():
+    data, regions, label = mixed_superpixel()
+    np.testing.assert_array_equal(region_majorities(regions, label, 2), [1, 2, 2])
+    label = label.copy()
+    label[0] = 0
+    np.testing.assert_array_equal(region_majorities(regions, label, 2), [0, 2, 2])
+
+
+def test_upper_bounds_by_hand():
+    data, _, _ = mixed_superpixel()
+    bounds = upper_bounds(data, data, progress=False)
+    sup, best = bounds["superpixels"], bounds["proposals"]
+    # superpixel A takes class 1: its 4 class-2 pixels are wrong
+    assert sup["per_class_accuracy"] == {"a": 1.0, "b": 10 / 14} and sup["global_accuracy"] == 16 / 20
+    # A + B has majority 2 and contains those pixels: every pixel reachable
+    assert best["global_accuracy"] == 1.0
+
+
+def test_winning_regions_match_a_brute_force_reading_of_eq3(real_siftflow):
+    """Per class, the accuracy and how often a ground-truth region wins the true class, from
+    dense masks and plain maxima over the regions containing each pixel."""
+    from rpl.data import SiftFlow
+    from rpl.proposals import selective_search
+    from rpl.train import PRESETS, build_model, prepare
+
+    cfg = PRESETS["quick"]
+    dataset = SiftFlow("train", real_siftflow.parent)
+    dataset.names = dataset.names[:2]
+    proposals = [selective_search(dataset[i].image) for i in range(2)]
+    data = _Data([dataset[i] for i in range(2)], proposals, dataset.classes)
+    torch.manual_seed(0)
+    model = build_model(cfg, dataset.num_classes, pretrained=False).eval()
+    got = winning_regions(model, cfg, data, data, progress=False)
+    total, right, truth_gt = (np.zeros(dataset.num_classes + 1) for _ in range(3))
+    for i in range(2):
+        image, label, regions = prepare(data[i], proposals[i], cfg, False, training=True)
+        with torch.no_grad():
+            features = model.features(image)
+            scores = model.region_scores(features, model.region_batch(regions, features.shape[-2:])).numpy()
+        masks = regions.masks()
+        for y, x in zip(*np.nonzero(label > 0)):
+            inside = np.flatnonzero(masks[:, y, x])
+            pixel = scores[inside].max(0)
+            c = label[y, x]
+            total[c] += 1
+            right[c] += pixel.argmax() + 1 == c
+            truth_gt[c] += regions.is_ground_truth[inside[scores[inside, c - 1].argmax()]]
+    assert sum(v["pixels"] for v in got.values()) == total.sum()
+    for k, name in enumerate(dataset.classes, 1):
+        if total[k]:
+            assert got[name]["accuracy"] == pytest.approx(right[k] / total[k])
+            assert got[name]["truth_won_by_ground_truth"] == pytest.approx(truth_gt[k] / total[k])
+        else:
+            assert name not in got
+
+
+def test_diagnose_cli(env, capsys):
+    assert main(["train", "--preset", "quick", "--set", "train_images=3", "--set", "test_images=2",
+                 "--out", str(env / "run")]) == 0  # fmt: skip
+    out = env / "diagnosis.json"
+    assert main(["diagnose", str(env / "run"), "--train-images", "2", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["train"]["images"] == 2 and payload["train"]["split"] == "train"
+    assert payload["test_with_ground_truth_regions"]["ground_truth_regions"] is True
+    assert payload["git_commit"] and payload["winning_regions_train"]
+    assert "test_with_ground_truth_regions: global" in capsys.readouterr().out
+    assert main(["diagnose"]) == 2
