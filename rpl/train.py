@@ -3,16 +3,16 @@
     python -m rpl train --preset cpu --model e2s2 --out runs/e2s2
     python -m rpl evaluate runs/e2s2
 
-One image at a time through the network, gradients accumulated over ``images_per_step``
-images (the paper: 10), SGD with momentum 0.9 and weight decay 5e-4, horizontal flips, the
-proposal colour space rotating per image, ground-truth regions added at training. A checkpoint
+``images_per_step`` images per step (the paper: 10): through the backbone in one batch when
+they have one size, then one at a time through the region layers and the loss, gradients
+summed; SGD with momentum 0.9 and weight decay 5e-4, horizontal flips, the proposal colour
+space rotating per image, ground-truth regions added at training. A checkpoint
 is written atomically after every epoch; ``--resume`` continues from it and, being seeded per
 epoch, ends where an uninterrupted run ends.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import fcntl
@@ -300,23 +300,32 @@ class FrozenFeatures:
         return torch.from_numpy(np.array(self.array[index, int(flip)]))[None]
 
 
-def _loss(model, cfg: TrainConfig, image, label, regions, class_weights, backbone_features=None):
+def _loss(model, cfg: TrainConfig, features, label, regions, class_weights):
+    """One image's loss from its features (region models: what ROI pooling reads; FCN: its
+    logits [1, C, H, W])."""
     weights = class_weights if cfg.loss == "balanced" else None
     if cfg.model == "fcn":  # every pixel its own atom
-        logits = model(image)[0].flatten(1).T
-        return losses.pixel_loss_per_pixel(logits, torch.from_numpy(label.ravel()).to(image.device), weights)
-    if backbone_features is None:
-        features = model.features(image)
-    else:
-        features = model.project(backbone_features.to(image.device))
-    batch = model.region_batch(regions, features.shape[-2:]).to(image.device)
+        logits = features[0].flatten(1).T
+        return losses.pixel_loss_per_pixel(logits, torch.from_numpy(label.ravel()).to(features.device), weights)
+    batch = model.region_batch(regions, features.shape[-2:]).to(features.device)
     scores = model.region_scores(features, batch)
     if cfg.model == "baseline":
-        labels = torch.from_numpy(losses.region_labels(regions, label)).to(image.device)
+        labels = torch.from_numpy(losses.region_labels(regions, label)).to(features.device)
         return losses.region_loss(scores, labels)
     atoms = model.atom_scores(scores, batch)
     return losses.pixel_loss(atoms, batch.atom_labels, batch.atom_pixels, weights,
                              probabilities=cfg.order == "softmax-max")  # fmt: skip
+
+
+def _step_features(model, cfg: TrainConfig, images, cached):
+    """Each image's features, the images of one size through the network in one batch (the
+    layers after the backbone take one image at a time)."""
+    if cached is not None:  # frozen backbone: its cached output, then the neck
+        return list(model.project(torch.cat(cached).to(images[0].device)).split(1))
+    run = model if cfg.model == "fcn" else model.features
+    if len({tuple(image.shape) for image in images}) == 1:
+        return list(run(torch.cat(images)).split(1))
+    return [run(image) for image in images]
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -333,16 +342,25 @@ def _subset(dataset, count: int):
 
 
 class _TrainingStep(nn.Module):
-    """One image's loss as a module's forward, so DistributedDataParallel sees the forward and
-    synchronises the gradients of the backward that follows."""
+    """A step's images' summed loss as a module's forward, so DistributedDataParallel sees the
+    forward and synchronises the gradients of the backward that follows.
+
+    ``forward(images, labels, regions, seeds, cached=None)``: lists, one entry per image;
+    dropout is seeded with the image's seed before its head runs, so an image gets the same
+    dropout whichever images share its step or rank."""
 
     def __init__(self, model, cfg: TrainConfig, class_weights):
         super().__init__()
         self.model, self.cfg, self.class_weights = model, cfg, class_weights
 
-    def forward(self, image, label, regions, backbone_features=None):
-        with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
-            return _loss(self.model, self.cfg, image, label, regions, self.class_weights, backbone_features)
+    def forward(self, images, labels, regions, seeds, cached=None):
+        with torch.autocast(images[0].device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            features = _step_features(self.model, self.cfg, images, cached)
+            total = 0
+            for feature, label, image_regions, seed in zip(features, labels, regions, seeds):
+                torch.manual_seed(seed)
+                total = total + _loss(self.model, self.cfg, feature, label, image_regions, self.class_weights)
+            return total
 
 
 def distributed(device: str = "cpu") -> tuple[int, int, str]:
@@ -446,20 +464,21 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
             if not mine:  # more ranks than images left: a zero-weight pass keeps the collective in step
                 mine, weight = chunk[:1], 0.0
             step_loss = torch.zeros((), dtype=torch.float64, device=device)  # NCCL reduces CUDA tensors only
-            for position, index in enumerate(mine):
-                sample = dataset[index]
+            images, labels, regions, seeds, cached = [], [], [], [], []
+            for index in mine:
                 flip = cfg.flip and flips[index]
                 space = cfg.color_spaces[(index + epoch) % len(cfg.color_spaces)]
                 proposals = None if cfg.model == "fcn" else cache.get(dataset.names[index], space)
-                image, label, regions = prepare(sample, proposals, cfg, flip, training=True)
-                cached = None if frozen is None else frozen[index, flip]
-                torch.manual_seed((cfg.seed * 100003 + epoch) * 1000003 + index)  # dropout, per image
-                last = position == len(mine) - 1
-                sync = step_module.no_sync() if world > 1 and not last else contextlib.nullcontext()
-                with sync:
-                    loss = step_module(image.to(device), label, regions, cached) * weight
-                    loss.backward()
-                step_loss += loss.item() / world
+                image, label, image_regions = prepare(dataset[index], proposals, cfg, flip, training=True)
+                images.append(image.to(device))
+                labels.append(label)
+                regions.append(image_regions)
+                seeds.append((cfg.seed * 100003 + epoch) * 1000003 + index)  # dropout, per image
+                if frozen is not None:
+                    cached.append(frozen[index, flip])
+            loss = step_module(images, labels, regions, seeds, cached or None) * weight
+            loss.backward()
+            step_loss += loss.item() / world
             if world > 1:
                 torch.distributed.all_reduce(step_loss)
             optimizer.step()

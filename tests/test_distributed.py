@@ -51,8 +51,8 @@ def test_bf16_autocast_loss_is_close_to_float32(env):
     regions = ProposalCache(dataset).get(sample.name, "rgb")
     image, label, regions = prepare(sample, regions, cfg, False, training=True)
     weights = balanced_weights(dataset.class_pixel_counts())
-    full = _TrainingStep(model, cfg, weights)(image, label, regions)
-    half = _TrainingStep(model, cfg.with_overrides(["precision=bf16"]), weights)(image, label, regions)
+    full = _TrainingStep(model, cfg, weights)([image], [label], [regions], [0])
+    half = _TrainingStep(model, cfg.with_overrides(["precision=bf16"]), weights)([image], [label], [regions], [0])
     assert half.dtype == torch.float32 and torch.isfinite(half)
     assert half.item() == pytest.approx(full.item(), rel=0.05)
     half.backward()
@@ -64,3 +64,36 @@ def test_bf16_training_runs_and_bad_precision_is_refused(env):
     assert train(cfg, env / "run", progress=False)["train_images"] == 2
     with pytest.raises(ValueError, match="precision must be"):
         PRESETS["quick"].with_overrides(["precision=fp8"])
+
+
+@pytest.mark.parametrize("options", [[], ["model=fcn"], ["freeze_backbone=true"]])
+def test_a_step_through_the_backbone_in_one_batch_equals_one_image_at_a_time(env, options):
+    """The step's images share one backbone pass; losses and gradients (dropout included, seeded
+    per image) equal the one-image-at-a-time sums up to float rounding."""
+    cfg = PRESETS["quick"].with_overrides(options)
+    torch.manual_seed(0)
+    dataset = load_dataset(cfg, "train")
+    model = build_model(cfg, dataset.num_classes).train()
+    weights = balanced_weights(dataset.class_pixel_counts())
+    cache = ProposalCache(dataset)
+    items = []
+    for index, flip in ((0, False), (3, True), (7, False)):
+        sample = dataset[index]
+        proposals = None if cfg.model == "fcn" else cache.get(sample.name, "rgb")
+        items.append((*prepare(sample, proposals, cfg, flip, training=True), 1000 + index))
+    images, labels, regions, seeds = (list(x) for x in zip(*items))
+    cached = [model.backbone(image).detach() for image in images] if cfg.freeze_backbone else None
+    step = _TrainingStep(model, cfg, weights)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    together = step(images, labels, regions, seeds, cached)
+    grads = torch.autograd.grad(together, params, allow_unused=True)
+    alone = sum(step([images[i]], [labels[i]], [regions[i]], [seeds[i]], None if cached is None else [cached[i]])
+                for i in range(3))  # fmt: skip
+    expected = torch.autograd.grad(alone, params, allow_unused=True)
+    assert together.item() == pytest.approx(alone.item(), rel=1e-5)
+    for g, e in zip(grads, expected):
+        if e is None:
+            assert g is None
+        else:
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
