@@ -79,6 +79,8 @@ EXPERIMENTS = {
     for e in (
         Experiment("e2s2_cpu", "cpu", description="end to end, free-form pooling, balanced loss, fine-tuned backbone"),
         Experiment("fcn_cpu", "cpu", ("model=fcn",), description="FCN-16s-style on the same fine-tuned backbone"),
+        Experiment("fcn_cpu_unbalanced", "cpu", ("model=fcn", "loss=unbalanced"),
+                   description="the same FCN with the unbalanced loss (the authors' FCN default)"),  # fmt: skip
         Experiment("ablation_free-form", "ablation", seeds=(0, 1), description="free-form pooling (region)"),
         Experiment("ablation_box", "ablation", ("pooling=box",), (0, 1), "box pooling (Fast R-CNN)"),
         Experiment("ablation_both-tied", "ablation", ("pooling=both", "combine=tied"), (0, 1),

@@ -178,7 +178,7 @@ def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
     else:
         backbone = vgg16(weights)
     if cfg.model == "fcn":
-        return FCN(backbone, num_classes)
+        return FCN(backbone, num_classes, cfg.alignment)
     return E2S2(backbone, num_classes, cfg.model_config())
 
 

@@ -23,6 +23,21 @@ def test_every_experiment_is_a_valid_configuration():
     assert EXPERIMENTS["ablation_baseline"].config().model_config().pooling == "box"
 
 
+def test_the_recipe_rows_change_one_thing_each_and_are_not_in_the_paper_runs():
+    import dataclasses
+
+    rows = [e for e in EXPERIMENTS.values() if e.group == "diagnosis"]
+    assert [e.name for e in rows][:2] == ["recipe0_legacy", "recipe1_centred"]
+    for before, after in zip(rows, rows[1:]):
+        a, b = dataclasses.asdict(before.config()), dataclasses.asdict(after.config())
+        changed = {k for k in a if a[k] != b[k]}
+        assert changed and changed == {o.split("=")[0] for o in after.overrides} - {
+            o.split("=")[0] for o in before.overrides if o in after.overrides}, after.name
+    legacy = rows[0].config()
+    assert (legacy.alignment, legacy.train_regions, legacy.proposal_iou, legacy.epochs) == ("legacy", "exact", 0, 10)
+    assert not set(run_names(groups=("paper",))) & {e.name for e in rows}
+
+
 def test_close_comparisons_have_two_seeds():
     """Where the paper's difference is under 2 points, both sides run at least 2 seeds."""
     for claim, key, row_a, row_b in tables.CLAIMS:

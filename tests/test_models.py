@@ -42,6 +42,31 @@ def test_backbone_offset_is_where_its_cells_are_centred(make, size, cell):
     assert 0 < rows.min() and rows.max() < size - 1  # the whole field inside the image
     centre = backbone.offset + cell * backbone.stride
     assert (rows.min() + rows.max()).item() / 2 == centre == (cols.min() + cols.max()).item() / 2
+    # the FCN's skip, at half the stride
+    skip = backbone.body[: backbone.skip_index]((image - backbone.mean) / backbone.std)
+    (grad,) = torch.autograd.grad(skip[0, :, 2 * cell, 2 * cell].abs().sum(), image)
+    rows = torch.nonzero(grad.abs().sum((0, 1, 3)) > 0)[:, 0]
+    assert (rows.min() + rows.max()).item() / 2 == backbone.skip_offset + 2 * cell * (backbone.stride // 2)
+
+
+def test_resample_cells():
+    from rpl.models import resample_cells
+
+    x = torch.randn(2, 3, 16, 16)
+    # VGG-16's centres are what F.interpolate(align_corners=False) assumes
+    torch.testing.assert_close(resample_cells(x, 16, 7.5, (256, 256)),
+                               torch.nn.functional.interpolate(x, size=(256, 256), mode="bilinear"))  # fmt: skip
+    # a map holding each cell's centre coordinate resamples to the pixel coordinate
+    for stride, offset in ((16, 0.0), (8, 0.0), (16, 7.5)):
+        centres = (offset + stride * torch.arange(16.0)).view(1, 1, 1, 16).expand(1, 1, 5, 16)
+        out = resample_cells(centres, stride, offset, (5, 16 * stride))[0, 0, 0]
+        pixels = torch.arange(16.0 * stride)
+        inside = (pixels >= offset) & (pixels <= offset + 15 * stride)
+        torch.testing.assert_close(out[inside], pixels[inside])
+        assert (out[pixels < offset] == offset).all()  # the border holds
+    # onto a coarser grid: stride 16 -> the stride-8 grid, both centred on pixel 0
+    out = resample_cells(torch.arange(4.0).view(1, 1, 1, 4), 16, 0.0, (1, 8), 8, 0.0)[0, 0, 0]
+    torch.testing.assert_close(out, torch.tensor([0, 0.5, 1, 1.5, 2, 2.5, 3, 3]))
 
 
 def test_missing_weights_say_where_to_put_them(monkeypatch, tmp_path):

@@ -2,6 +2,6 @@
 
 from .backbones import Backbone, mobilenet_v2, vgg16
 from .e2s2 import E2S2, ModelConfig, RegionBatch
-from .fcn import FCN
+from .fcn import FCN, resample_cells
 
-__all__ = ["Backbone", "mobilenet_v2", "vgg16", "E2S2", "ModelConfig", "RegionBatch", "FCN"]
+__all__ = ["Backbone", "mobilenet_v2", "vgg16", "E2S2", "ModelConfig", "RegionBatch", "FCN", "resample_cells"]

@@ -26,7 +26,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Backbone(nn.Module):
-    """Normalisation + a convolutional trunk. ``out_channels`` and ``stride`` describe its output.
+    """Normalisation + a convolutional trunk. ``out_channels`` and ``stride`` describe its
+    output; ``skip_index``, ``skip_channels``, ``skip_offset`` the stride/2 features of the FCN's
+    skip.
 
     ``offset`` is the pixel on which feature cell 0 is centred (cell i: ``offset + i·stride``),
     measured from the receptive fields: 0 for MobileNetV2, whose stride-2 convolutions are
@@ -38,6 +40,9 @@ class Backbone(nn.Module):
                  skip: tuple[int, int] = (0, 0), offset: float = 0.0):  # fmt: skip
         super().__init__()
         self.offset = offset
+        # the skip (half the output stride) is centred as the output: padded convolutions on
+        # pixel 0, unpadded pools on the middle of their first block
+        self.skip_offset = 0.0 if offset == 0 else (stride // 2 - 1) / 2
         self.body = body
         self.skip_index, self.skip_channels = skip  # where the stride-8 features are (FCN's skip)
         self.out_channels = out_channels

@@ -10,7 +10,26 @@ from torch import nn
 
 from .backbones import Backbone
 
-__all__ = ["FCN"]
+__all__ = ["FCN", "resample_cells"]
+
+
+def resample_cells(x: torch.Tensor, stride: float, offset: float, size, out_stride: float = 1.0,
+                   out_offset: float = 0.0) -> torch.Tensor:  # fmt: skip
+    """Bilinear resampling of a map whose cell i is centred on pixel ``offset + i·stride`` onto a
+    grid of ``size`` (h, w) cells centred on ``out_offset + j·out_stride`` (default: the image's
+    pixels); beyond the outermost centres the border value holds.
+
+    ``F.interpolate(align_corners=False)`` is the special case ``offset = (stride - 1) / 2``
+    (VGG-16's unpadded pooling); MobileNetV2's padded stride-2 convolutions centre cell i on
+    pixel ``i·stride`` instead (``Backbone.offset``).
+    """
+    def axis(n_in, n_out):
+        u = (out_offset + out_stride * torch.arange(n_out, dtype=x.dtype, device=x.device) - offset) / stride
+        return 2 * u / max(n_in - 1, 1) - 1 if n_in > 1 else torch.zeros_like(u)
+
+    gy, gx = axis(x.shape[-2], size[0]), axis(x.shape[-1], size[1])
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).expand(x.shape[0], -1, -1, -1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 class FCN(nn.Module):
@@ -19,12 +38,18 @@ class FCN(nn.Module):
     Args:
         backbone: a :class:`~rpl.models.backbones.Backbone` (stride 16, with a stride-8 skip).
         num_classes: C.
+        alignment: ``centred`` (upsampling puts each cell's score on the pixel the backbone
+            centres it on) or ``legacy`` (``F.interpolate(align_corners=False)``, which assumes
+            VGG-16's centres; rpl before issue 12).
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int):
+    def __init__(self, backbone: Backbone, num_classes: int, alignment: str = "centred"):
         super().__init__()
+        if alignment not in ("centred", "legacy"):
+            raise ValueError(f"alignment must be 'centred' or 'legacy', got {alignment!r}")
         self.backbone = backbone
         self.num_classes = num_classes
+        self.alignment = alignment
         self.score16 = nn.Conv2d(backbone.out_channels, num_classes, 1)
         self.score8 = nn.Conv2d(backbone.skip_channels, num_classes, 1)
         for conv in (self.score16, self.score8):
@@ -34,9 +59,15 @@ class FCN(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (Tensor[N, 3, H, W]) in 0..1 -> logits (Tensor[N, C, H, W])."""
         skip, deep = self.backbone.forward_with_skip(images)
-        scores = self.score8(skip) + F.interpolate(self.score16(deep), size=skip.shape[-2:], mode="bilinear",
-                                                   align_corners=False)  # fmt: skip
-        return F.interpolate(scores, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        b = self.backbone
+        if self.alignment == "legacy":
+            up = lambda x, size: F.interpolate(x, size=size, mode="bilinear", align_corners=False)  # noqa: E731
+            scores = self.score8(skip) + up(self.score16(deep), skip.shape[-2:])
+            return up(scores, images.shape[-2:])
+        skip_stride = b.stride // 2
+        scores = self.score8(skip) + resample_cells(self.score16(deep), b.stride, b.offset, skip.shape[-2:],
+                                                    skip_stride, b.skip_offset)  # fmt: skip
+        return resample_cells(scores, skip_stride, b.skip_offset, images.shape[-2:])
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
