@@ -17,7 +17,11 @@ from tqdm.auto import tqdm
 
 from .metrics import ConfusionMatrix
 
-__all__ = ["cell_class_pixels", "region_majorities", "upper_bounds", "winning_regions", "diagnose"]
+__all__ = ["cell_class_pixels", "region_majorities", "upper_bounds", "winning_regions", "diagnose", "recipe_table",
+           "WATCHED"]
+
+# Classes every region-based run got 0% on before issue 12, where the FCN got 33-91%.
+WATCHED = ("balcony", "bus", "crosswalk", "pole", "bird")
 
 
 def cell_class_pixels(cells, label, num_classes: int) -> np.ndarray:
@@ -147,3 +151,40 @@ def diagnose(run, train_images: int = 200, data_root=None, cache_root=None, prog
         out["winning_regions_train"] = winning_regions(model, cfg, train_set, ProposalCache(train_set, root=cache_root),
                                                        progress, device)  # fmt: skip
     return out
+
+
+def recipe_table(results_dir="results", references=("ablation_free-form", "fcn_cpu")):
+    """The diagnosis as a table (pandas DataFrame, percentages): one row per run of
+    ``references`` and of the diagnosis experiments with a results file — test class / global
+    accuracy, boundary class accuracy, :data:`WATCHED` classes — and, where
+    ``diagnostics_<run>.json`` exists, the class accuracy on training images and on the test
+    images with their ground-truth regions added."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .experiments import EXPERIMENTS
+
+    names = [*references, *(e.name for e in EXPERIMENTS.values() if e.group == "diagnosis")]
+    rows = {}
+    for name in names:
+        path = Path(results_dir) / f"{name}.json"
+        if not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        cfg = result["config"]
+        row = {"epochs": cfg["epochs"], "class": result["all"]["class_accuracy"],
+               "global": result["all"]["global_accuracy"], "boundary class": result["boundary"]["class_accuracy"]}  # fmt: skip
+        extra = Path(results_dir) / f"diagnostics_{name}.json"
+        if extra.is_file():
+            d = json.loads(extra.read_text())
+            row["train class"] = d["train"]["all"]["class_accuracy"]
+            row["test + GT regions class"] = d["test_with_ground_truth_regions"]["all"]["class_accuracy"]
+        for c in WATCHED:
+            row[c] = result["all"]["per_class_accuracy"].get(c)
+        rows[name] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    numeric = [c for c in table.columns if c != "epochs"]
+    table[numeric] = table[numeric].astype(float) * 100
+    return table.round(1)

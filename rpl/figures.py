@@ -1,4 +1,4 @@
-"""The reproduction's figures from its runs and results (notebooks 05 and 06 show the same).
+"""The reproduction's figures from its runs and results (notebooks 06 and 07 show the same).
 
     python -m rpl figures            # from runs/ and results/ into figures/
     python -m rpl figures --quick    # quick-preset runs (trained if missing) into cache/figures-quick
@@ -20,7 +20,7 @@ from .viz import colorize, label_grid, legend, save_figure
 __all__ = ["FIGURES", "figure_runs", "example_names", "predictions", "paper_vs_ours", "examples", "boundary_closeups",
            "explorer_snapshot", "make_figures"]  # fmt: skip
 
-FIGURES = ("05_paper_vs_ours.png", "06_examples.png", "06_boundaries.png", "06_explorer.png")
+FIGURES = ("06_paper_vs_ours.png", "07_examples.png", "07_boundaries.png", "07_explorer.png")
 
 
 def figure_runs(quick: bool = False, runs_dir=None, data_root=None, cache_root=None, log=print) -> Path:
@@ -164,10 +164,10 @@ def make_figures(out="figures", quick: bool = False, results_dir="results", runs
     ours = predictions(runs_dir / "e2s2_cpu", dataset, names, cache_root)
     fcn = predictions(runs_dir / "fcn_cpu", dataset, names, cache_root)
     figures = {
-        "05_paper_vs_ours.png": lambda: paper_vs_ours(all_tables(results_dir)),
-        "06_examples.png": lambda: examples(dataset, names, ours, fcn),
-        "06_boundaries.png": lambda: boundary_closeups(dataset, names, ours, fcn),
-        "06_explorer.png": lambda: explorer_snapshot(runs_dir / "e2s2_cpu", dataset, names[0], cache_root),
+        "06_paper_vs_ours.png": lambda: paper_vs_ours(all_tables(results_dir)),
+        "07_examples.png": lambda: examples(dataset, names, ours, fcn),
+        "07_boundaries.png": lambda: boundary_closeups(dataset, names, ours, fcn),
+        "07_explorer.png": lambda: explorer_snapshot(runs_dir / "e2s2_cpu", dataset, names[0], cache_root),
     }
     paths = []
     for filename, draw in figures.items():
