@@ -24,15 +24,15 @@ __all__ = ["cell_class_pixels", "region_majorities", "upper_bounds", "winning_re
 WATCHED = ("balcony", "bus", "crosswalk", "pole", "bird")
 
 
-def cell_class_pixels(cells, label, num_classes: int) -> np.ndarray:
-    """int64[S, C + 1]: pixels of each class (column 0: void) in each cell of ``cells``."""
-    flat = cells.astype(np.int64).ravel() * (num_classes + 1) + label.ravel()
-    return np.bincount(flat, minlength=(int(cells.max()) + 1) * (num_classes + 1)).reshape(-1, num_classes + 1)
+def cell_class_pixels(regions, label, num_classes: int) -> np.ndarray:
+    """int64[S, C + 1]: pixels of each class (column 0: void) in each cell of ``regions``."""
+    flat = regions.superpixels.astype(np.int64).ravel() * (num_classes + 1) + label.ravel()
+    return np.bincount(flat, minlength=regions.num_cells * (num_classes + 1)).reshape(-1, num_classes + 1)
 
 
 def region_majorities(regions, label, num_classes: int) -> np.ndarray:
     """int64[R]: the majority class of each region's labelled pixels (0: it has none)."""
-    counts = regions.membership.astype(np.int64) @ cell_class_pixels(regions.superpixels, label, num_classes)
+    counts = regions.membership.astype(np.int64) @ cell_class_pixels(regions, label, num_classes)
     counts[:, 0] = 0
     return np.where(counts.sum(1) > 0, counts.argmax(1), 0)
 
@@ -52,7 +52,7 @@ def upper_bounds(dataset, cache, color_space: str = "rgb", progress: bool = True
         sample = dataset[index]
         regions = cache.get(sample.name, color_space)
         cells, label = regions.superpixels, sample.label
-        per_cell = cell_class_pixels(cells, label, c)
+        per_cell = cell_class_pixels(regions, label, c)
         per_cell[:, 0] = 0
         cell_majority = per_cell.argmax(1)[cells]
         superpixels.update(cell_majority, label)
@@ -106,8 +106,10 @@ def winning_regions(model, cfg, dataset, cache, progress: bool = True, device="c
         wrong = predicted != labels
         np.add.at(total, labels, pixels)
         np.add.at(right, labels, pixels * ~wrong)
-        np.add.at(truth_gt, labels, pixels * regions.is_ground_truth[winners[rows, labels - 1]])
-        np.add.at(other, labels, pixels * (wrong & (majority[winners[rows, predicted - 1]] != labels)))
+        truth_winner = winners[rows, labels - 1]  # -1: the atom is in no region (none wins)
+        np.add.at(truth_gt, labels, pixels * ((truth_winner >= 0) & regions.is_ground_truth[truth_winner]))
+        predicted_winner = winners[rows, predicted - 1]
+        np.add.at(other, labels, pixels * (wrong & (predicted_winner >= 0) & (majority[predicted_winner] != labels)))
         true_score = atoms[rows, labels - 1]
         margins.append((atoms[rows, predicted - 1] - true_score)[wrong])
         ranks.append(1 + (atoms > true_score[:, None]).sum(1)[wrong])
@@ -141,7 +143,7 @@ def diagnose(run, train_images: int = 200, data_root=None, cache_root=None, prog
     from .train import _subset, evaluate, load_dataset, load_run
 
     model, cfg = load_run(run)
-    common = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device, write=False)
+    common = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device)
     out = {
         "train": evaluate(run, "train", images=train_images, **common),
         "test_with_ground_truth_regions": evaluate(run, "test", ground_truth=True, **common),

@@ -56,8 +56,6 @@ class Experiment:
 # Issue 12: why the region model trails the FCN. The frozen-backbone preset trained 10 epochs
 # (3 underfit), changing one thing per row, each row keeping the changes above it: from rpl's
 # recipe before issue 12 to the authors' training regions, pooling and feature grid.
-_LONG = ("epochs=10", "lr_drop_epoch=7")
-_LEGACY = ("alignment=legacy", "train_regions=exact", "proposal_iou=0")
 _STEPS = (
     ("recipe0_legacy", (), "rpl before issue 12 (boxes and masks half a cell apart, exact ground-truth regions, "
                            "every proposal), 10 epochs"),
@@ -67,10 +65,15 @@ _STEPS = (
     ("recipe3_bins", ("mask=bins",), "+ the authors' free-form pooling: box pooling, bins outside the region zeroed"),
     ("recipe4_os8", ("output_stride=8",), "+ a finer feature grid: MobileNetV2 at output stride 8 (32x32 cells)"),
 )
-RECIPE = []
-for _name, _changes, _what in _STEPS:
-    _LEGACY = tuple(o for o in _LEGACY if o.split("=")[0] not in {c.split("=")[0] for c in _changes}) + _changes
-    RECIPE.append(Experiment(_name, "ablation", _LONG + _LEGACY, description=_what, group="diagnosis"))
+
+
+def _recipe_rows() -> list[Experiment]:
+    rows, settings = [], ("epochs=10", "lr_drop_epoch=7", "alignment=legacy", "train_regions=exact", "proposal_iou=0")
+    for name, changes, what in _STEPS:
+        changed = {c.split("=")[0] for c in changes}
+        settings = tuple(o for o in settings if o.split("=")[0] not in changed) + changes
+        rows.append(Experiment(name, "ablation", settings, description=what, group="diagnosis"))
+    return rows
 
 # Two seeds wherever the paper's difference to a neighbouring row is under 2 points (Table 4),
 # and for the superpixels run, whose first seed landed within 1.5 points of free-form pooling.
@@ -98,7 +101,7 @@ EXPERIMENTS = {
                    description="non-overlapping regions: the Felzenszwalb superpixels only"),  # fmt: skip
         Experiment("pascal-context_cpu", "cpu", ("dataset=pascal-context",), description="Table 2: PASCAL Context",
                    needs_data=True),  # fmt: skip
-        *RECIPE,
+        *_recipe_rows(),
     )
 }
 
@@ -157,7 +160,9 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
         folder = runs_dir / name
         header = f"[{position}/{len(todo)}] {name}"
         if result.is_file():
-            log(f"{header}: done ({result})")
+            stale = _stale(result, experiment.config(seed, quick))
+            log(f"{header}: done ({result})" if not stale else
+                f"{header}: {result} was made with other settings ({stale}); delete it and {folder} to rerun")  # fmt: skip
             continue
         with _RunLock(folder) as mine:
             if not mine:
@@ -189,6 +194,19 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
                 f"{metrics['all']['global_accuracy']:.1%} -> {result}")  # fmt: skip
             finished.append(name)
     return finished
+
+
+def _stale(result: Path, cfg) -> str:
+    """The settings (``key: file -> now``) in which a results file's run differs from ``cfg``;
+    settings a file does not record read as what runs saved before them were trained with."""
+    import dataclasses
+
+    from .train import LEGACY
+
+    saved = {**LEGACY, **json.loads(result.read_text())["config"]}
+    now = dataclasses.asdict(cfg)
+    keys = [k for k in now if k in saved and saved[k] != (list(now[k]) if isinstance(now[k], tuple) else now[k])]
+    return ", ".join(f"{k}: {saved[k]} -> {now[k]}" for k in keys)
 
 
 def load_results(results_dir="results") -> dict:

@@ -50,7 +50,7 @@ REGION_KINDS = ("selective-search", "superpixels", "rectangles")
 # superpixels, or the exact segments (rpl before issue 12).
 TRAIN_REGIONS = ("superpixels", "exact")
 # What a run saved before these settings existed was trained with (read by load_run).
-LEGACY = {"alignment": "legacy", "train_regions": "exact", "proposal_iou": 0.0}
+LEGACY = {"alignment": "legacy", "train_regions": "exact", "proposal_iou": 0.0, "mask": "cells", "output_stride": 16}
 
 
 @dataclass
@@ -427,7 +427,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     log_path = out / "log.jsonl"
     if resume and checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if TrainConfig(**state["config"]) != cfg:
+        if TrainConfig(**{**LEGACY, **state["config"]}) != cfg:
             raise ValueError(f"{checkpoint} was trained with another configuration: {state['config']}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
@@ -523,9 +523,9 @@ def load_run(run: str | os.PathLike):
 
 def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_root=None,
              progress: bool = True, device: str = "cpu", images: int | None = None,
-             ground_truth: bool = False, write: bool = True) -> dict:  # fmt: skip
+             ground_truth: bool = False) -> dict:  # fmt: skip
     """Global / class-average accuracy and mean IoU on all pixels and on 4-px boundaries, per-class
-    accuracies; written to ``run/metrics.json`` (unless ``write`` is False) and returned.
+    accuracies; returned and, for the run's own test evaluation, written to ``run/metrics.json``.
 
     ``images``: evenly spaced images of the split (default: the run's ``test_images``, 0 = all);
     ``ground_truth``: add each image's ground-truth regions to its proposals (a diagnosis)."""
@@ -548,8 +548,8 @@ def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_
         "boundary": boundary.summary(dataset.classes),
         "config": dataclasses.asdict(cfg),
     }
-    if ground_truth:
+    if ground_truth and cfg.model != "fcn":
         metrics["ground_truth_regions"] = True
-    if write:
+    if split == "test" and images is None and not ground_truth:
         (Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

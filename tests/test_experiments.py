@@ -73,6 +73,12 @@ def test_reproduce_quick_writes_results_skips_finished_and_locked_runs(env, monk
     lines.clear()
     assert reproduce(runs, results, quick=True, only=["ablation_box"], progress=False, log=lines.append) == []
     assert "done" in lines[0]
+    # a results file from other settings (here: before the recipe options existed) is not done
+    del payload["config"]["alignment"]
+    (results / "ablation_box.json").write_text(json.dumps(payload))
+    lines.clear()
+    assert reproduce(runs, results, quick=True, only=["ablation_box"], progress=False, log=lines.append) == []
+    assert "made with other settings (alignment: legacy -> centred); delete it" in lines[0]
     with _RunLock(runs / "ablation_unbalanced") as mine:  # another process holds this run
         assert mine
         lines.clear()

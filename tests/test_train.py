@@ -75,6 +75,8 @@ def test_checkpoints_from_before_the_recipe_options_load_as_trained(env):
 
     _, old = load_run(env / "run")
     assert (old.alignment, old.train_regions, old.proposal_iou, old.mask) == ("legacy", "exact", 0.0, "cells")
+    with pytest.raises(ValueError, match="another configuration"):  # not resumed under the new recipe
+        train(cfg, env / "run", resume=True, progress=False)
 
 
 def test_overrides_are_typed_and_checked():
@@ -92,11 +94,16 @@ def test_overrides_are_typed_and_checked():
 
 def test_resume_after_kill_9_ends_where_an_uninterrupted_run_ends(env):
     cfg = PRESETS["quick"].with_overrides(["epochs=4", "lr_drop_epoch=2", "train_images=6"])
-    train(cfg, env / "straight", progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # bit-equal float sums need one thread count in both processes
+    try:
+        train(cfg, env / "straight", progress=False)
+    finally:
+        torch.set_num_threads(threads)
     cmd = [sys.executable, "-m", "rpl", "train", "--preset", "quick", "--out", str(env / "killed"),
            "--set", "epochs=4", "--set", "lr_drop_epoch=2", "--set", "train_images=6"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ})  # fmt: skip
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     checkpoint = env / "killed" / "checkpoint.pt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -105,7 +112,11 @@ def test_resume_after_kill_9_ends_where_an_uninterrupted_run_ends(env):
     proc.wait()
     assert checkpoint.exists(), "no checkpoint was written before the kill"
     assert torch.load(checkpoint, weights_only=False)["epoch"] < 4, "finished before it could be killed"
-    train(cfg, env / "killed", resume=True, progress=False)
+    torch.set_num_threads(1)
+    try:
+        train(cfg, env / "killed", resume=True, progress=False)
+    finally:
+        torch.set_num_threads(threads)
     a = torch.load(env / "straight" / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(checkpoint, weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

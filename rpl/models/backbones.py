@@ -1,7 +1,8 @@
 """Backbones: ImageNet networks cut at stride 16, as the paper's VGG-16 up to conv5.
 
 ``mobilenet_v2`` (the cpu preset): torchvision's MobileNetV2 up to its last 320-channel block,
-the last stride-2 stage turned into stride 1 with dilation 2, so the output stride is 16.
+the last stride-2 stage turned into stride 1 with dilation 2, so the output stride is 16 (or
+the last two, for output stride 8).
 ``vgg16`` (the paper preset): VGG-16 up to conv5_3 (no pool5), stride 16.
 
 Both take RGB in 0..1 and normalise with torchvision's ImageNet statistics themselves. Batch
@@ -42,9 +43,9 @@ class Backbone(nn.Module):
         self.offset = offset
         # the skip (half the output stride) is centred as the output: padded convolutions on
         # pixel 0, unpadded pools on the middle of their first block
-        self.skip_offset = 0.0 if offset == 0 else (stride // 2 - 1) / 2
+        self.skip_offset = 0.0 if offset == 0 else (stride // 2 - 1) / 2  # tested against receptive fields
         self.body = body
-        self.skip_index, self.skip_channels = skip  # where the stride-8 features are (FCN's skip)
+        self.skip_index, self.skip_channels = skip  # where the stride/2 features are (FCN's skip)
         self.out_channels = out_channels
         self.stride = stride
         self.name = name
@@ -64,11 +65,12 @@ class Backbone(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (Tensor[N, 3, H, W]) in 0..1 -> features (Tensor[N, C, ceil(H/16), ceil(W/16)])."""
+        """images (Tensor[N, 3, H, W]) in 0..1 -> features (Tensor[N, C, h, w]): h = ceil(H / stride)
+        for MobileNetV2, floor(H / stride) for VGG-16."""
         return self.body((images - self.mean) / self.std)
 
     def forward_with_skip(self, images: torch.Tensor):
-        """(stride-8 features, stride-16 features), for the FCN comparison's skip."""
+        """(stride/2 features, output features), for the FCN comparison's skip."""
         skip = self.body[: self.skip_index]((images - self.mean) / self.std)
         return skip, self.body[self.skip_index :](skip)
 

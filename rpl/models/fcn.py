@@ -1,5 +1,5 @@
-"""The FCN comparison (Table 3) on the same backbone: FCN-16s-style, scores from the stride-16
-features plus a skip from the stride-8 features, bilinearly upsampled to the image (Long et al.,
+"""The FCN comparison (Table 3) on the same backbone: FCN-16s-style, scores from the backbone's
+output (stride 16, or 8) plus a skip from the features at half that stride, bilinearly upsampled to the image (Long et al.,
 CVPR 2015, with our backbone's strides in place of VGG-16's 32 and 16)."""
 
 from __future__ import annotations
@@ -19,24 +19,27 @@ def resample_cells(x: torch.Tensor, stride: float, offset: float, size, out_stri
     grid of ``size`` (h, w) cells centred on ``out_offset + j·out_stride`` (default: the image's
     pixels); beyond the outermost centres the border value holds.
 
+    Onto the pixels (the defaults) with ``size`` = stride × the map's size,
     ``F.interpolate(align_corners=False)`` is the special case ``offset = (stride - 1) / 2``
     (VGG-16's unpadded pooling); MobileNetV2's padded stride-2 convolutions centre cell i on
     pixel ``i·stride`` instead (``Backbone.offset``).
     """
-    def axis(n_in, n_out):
-        u = (out_offset + out_stride * torch.arange(n_out, dtype=x.dtype, device=x.device) - offset) / stride
+    def axis(n_in, n_out):  # float32 coordinates: bf16 holds integers exactly only up to 256
+        u = (out_offset + out_stride * torch.arange(n_out, dtype=torch.float32, device=x.device) - offset) / stride
         return 2 * u / max(n_in - 1, 1) - 1 if n_in > 1 else torch.zeros_like(u)
 
     gy, gx = axis(x.shape[-2], size[0]), axis(x.shape[-1], size[1])
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).expand(x.shape[0], -1, -1, -1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(x.dtype)
 
 
 class FCN(nn.Module):
     """Per-pixel classification: backbone -> 1x1 classifiers at stride 16 and 8 -> upsample.
 
     Args:
-        backbone: a :class:`~rpl.models.backbones.Backbone` (stride 16, with a stride-8 skip).
+        backbone: a :class:`~rpl.models.backbones.Backbone` (with a skip at half its stride;
+            ``score16``/``score8`` name the stride-16 case).
         num_classes: C.
         alignment: ``centred`` (upsampling puts each cell's score on the pixel the backbone
             centres it on) or ``legacy`` (``F.interpolate(align_corners=False)``, which assumes
