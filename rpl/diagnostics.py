@@ -78,7 +78,9 @@ def winning_regions(model, cfg, dataset, cache, progress: bool = True, device="c
     prepared as at training (RGB proposals, no flip, the run's ground-truth regions added).
 
     For each class, pixel-weighted: ``accuracy``; ``truth_won_by_ground_truth``, how often the
-    region that gives the pixel its true class's score is a ground-truth region; and for the
+    region that gives the pixel its true class's score is a ground-truth region (ties go to the
+    lowest index and proposals come first, so a ground-truth region that equals a proposal, as
+    unions of superpixels often do, counts as the proposal); and for the
     pixels labelled wrongly, ``wrong_won_by_other_majority``, how often the region that gave
     the predicted class its score is mostly another class than the pixel's (a *container*),
     ``wrong_margin_median``, the median logit (or probability) of the predicted class minus
