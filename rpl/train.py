@@ -8,7 +8,7 @@ they have one size, then one at a time through the region layers and the loss, g
 summed; SGD with momentum 0.9 and weight decay 5e-4, horizontal flips, the proposal colour
 space rotating per image, ground-truth regions added at training. A checkpoint
 is written atomically after every epoch; ``--resume`` continues from it and, being seeded per
-epoch, ends where an uninterrupted run ends.
+epoch, ends where an uninterrupted run ends (up to float rounding).
 """
 
 from __future__ import annotations

@@ -93,17 +93,16 @@ def test_overrides_are_typed_and_checked():
 
 
 def test_resume_after_kill_9_ends_where_an_uninterrupted_run_ends(env):
-    cfg = PRESETS["quick"].with_overrides(["epochs=4", "lr_drop_epoch=2", "train_images=6"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # bit-equal float sums need one thread count in both processes
-    try:
-        train(cfg, env / "straight", progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    cmd = [sys.executable, "-m", "rpl", "train", "--preset", "quick", "--out", str(env / "killed"),
-           "--set", "epochs=4", "--set", "lr_drop_epoch=2", "--set", "train_images=6"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    """Every training in a fresh process of its own, one thread each. The resumed run repeats
+    the uninterrupted one up to float rounding: the first step of a fresh process can differ
+    from the same step inside a running one in the last bit (measured with one image per step
+    too; the cause is not isolated), so parameters and losses are compared to 1e-5 (1e-6 absolute)."""
+    cmd = [sys.executable, "-m", "rpl", "train", "--preset", "quick", "--set", "epochs=4", "--set", "lr_drop_epoch=2",
+           "--set", "train_images=6"]  # fmt: skip
+    child = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*cmd, "--out", str(env / "straight")], check=True, capture_output=True, env=child)
+    proc = subprocess.Popen([*cmd, "--out", str(env / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=child)  # fmt: skip
     checkpoint = env / "killed" / "checkpoint.pt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -112,17 +111,15 @@ def test_resume_after_kill_9_ends_where_an_uninterrupted_run_ends(env):
     proc.wait()
     assert checkpoint.exists(), "no checkpoint was written before the kill"
     assert torch.load(checkpoint, weights_only=False)["epoch"] < 4, "finished before it could be killed"
-    torch.set_num_threads(1)
-    try:
-        train(cfg, env / "killed", resume=True, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    subprocess.run([*cmd, "--out", str(env / "killed"), "--resume"], check=True, capture_output=True, env=child)
     a = torch.load(env / "straight" / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(checkpoint, weights_only=False)["model"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
     straight = (env / "straight" / "log.jsonl").read_text().splitlines()
     resumed = (env / "killed" / "log.jsonl").read_text().splitlines()
-    assert [json.loads(x)["loss"] for x in straight] == [json.loads(x)["loss"] for x in resumed]
+    assert [json.loads(x)["loss"] for x in straight] == pytest.approx([json.loads(x)["loss"] for x in resumed], rel=1e-5)
 
 
 def test_resume_refuses_another_configuration(env):
