@@ -168,15 +168,13 @@ def recipe_table(results_dir="results", references=("ablation_free-form", "fcn_c
 
     import pandas as pd
 
-    from .experiments import EXPERIMENTS
+    from .experiments import EXPERIMENTS, load_results
 
     names = [*references, *(e.name for e in EXPERIMENTS.values() if e.group == "diagnosis")]
+    results = load_results(results_dir)
     rows = {}
-    for name in names:
-        path = Path(results_dir) / f"{name}.json"
-        if not path.is_file():
-            continue
-        result = json.loads(path.read_text())
+    for name in (n for n in names if n in results):
+        result = results[name]
         cfg = result["config"]
         row = {"epochs": cfg["epochs"], "class": result["all"]["class_accuracy"],
                "global": result["all"]["global_accuracy"], "boundary class": result["boundary"]["class_accuracy"]}  # fmt: skip

@@ -71,23 +71,11 @@ def region_labels(regions, label: np.ndarray, foreground_iou: float = 0.5):
     Returns:
         int64[R]: 1..C, or -1 for regions that do not enter the loss.
     """
-    from scipy import ndimage
-
-    masks = regions.masks().reshape(len(regions), -1)
-    best = np.zeros(len(regions))
-    cls = np.full(len(regions), -1, dtype=np.int64)
-    areas = masks.sum(1)
-    for c in np.unique(label[label > 0]):
-        comp, k = ndimage.label(label == c, structure=np.ones((3, 3), bool))
-        for i in range(1, k + 1):
-            seg = (comp == i).ravel()
-            inter = masks[:, seg].sum(1)
-            iou = inter / (areas + seg.sum() - inter)
-            better = iou > best
-            best[better] = iou[better]
-            cls[better] = c
-    cls[best < foreground_iou] = -1
-    return cls
+    iou, classes = regions.segment_ious(label)
+    if iou.shape[1] == 0:
+        return np.full(len(regions), -1, dtype=np.int64)
+    best = iou.argmax(1)  # the first best segment, as segments are numbered class by class
+    return np.where(iou.max(1) >= foreground_iou, classes[best], -1)
 
 
 def region_loss(region_scores, labels):

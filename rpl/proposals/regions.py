@@ -198,17 +198,15 @@ class RegionSet:
             raise ValueError(f"mode must be 'superpixels' or 'exact', got {mode!r}")
         label = np.asarray(label)
         components, count = ground_truth_segments(label, self.shape)
-        if mode == "exact":
-            key = self.superpixels.astype(np.int64) * (count + 1) + components
-        else:
-            key = self.superpixels.astype(np.int64) * (int(label.max()) + 1) + label
-        codes, atoms = np.unique(key.ravel(), return_inverse=True)
+        split = components if mode == "exact" else label  # what divides a cell into atoms
+        base = int(split.max()) + 1
+        codes, atoms = np.unique((self.superpixels.astype(np.int64) * base + split).ravel(), return_inverse=True)
         atoms = atoms.reshape(label.shape)
         atom_labels = np.zeros(len(codes), dtype=np.int64)
         atom_labels[atoms.ravel()] = label.ravel()
-        atom_cell = codes // (count + 1) if mode == "exact" else codes // (int(label.max()) + 1)
+        atom_cell = codes // base
         if mode == "exact":
-            atom_component = codes % (count + 1)
+            atom_component = codes % base
             gt_rows = atom_component[atom_component > 0] - 1
             gt = sp.csr_array(
                 (np.ones(len(gt_rows), bool), (gt_rows, np.flatnonzero(atom_component > 0))),
@@ -230,13 +228,21 @@ class RegionSet:
         """float64[R]: each region's best intersection-over-union with a ground-truth segment
         (:func:`ground_truth_segments`); 0 for every region when nothing is labelled. The
         authors train only on proposals with a best IoU of at least 0.1 (``ImdbE2S2.m``)."""
+        iou, _ = self.segment_ious(label)
+        return iou.max(1) if iou.shape[1] else np.zeros(len(self))
+
+    def segment_ious(self, label) -> tuple[np.ndarray, np.ndarray]:
+        """(float64[R, G], int64[G]): the intersection-over-union of every region with every
+        ground-truth segment (:func:`ground_truth_segments`, in its order), and each segment's
+        class."""
+        label = np.asarray(label)
         components, count = ground_truth_segments(label, self.shape)
-        if count == 0:
-            return np.zeros(len(self))
         pixels = self._segment_pixels(components, count)  # [S, G]
         inter = self.membership.astype(np.int64) @ pixels
-        seg_areas = pixels.sum(0)
-        return (inter / (self.areas[:, None] + seg_areas[None] - inter)).max(1)
+        iou = inter / (self.areas[:, None] + pixels.sum(0)[None] - inter)
+        classes = np.zeros(count, dtype=np.int64)
+        classes[components[components > 0] - 1] = label[components > 0]
+        return iou, classes
 
     def _segment_pixels(self, components, count) -> np.ndarray:
         """int64[S, G]: pixels of cell s in segment g."""
