@@ -140,24 +140,22 @@ def diagnose(run, train_images: int = 200, data_root=None, cache_root=None, prog
     """A run's diagnosis: its accuracy on ``train_images`` training images (fit versus
     generalisation), on the test set with each image's ground-truth regions added to its
     proposals (are the regions the limit?), and :func:`winning_regions` on the same training
-    images (does a container win the max?)."""
+    images (does a container win the max?). An FCN run gets the first only."""
     from .proposals import ProposalCache
     from .train import _subset, evaluate, load_dataset, load_run
 
     model, cfg = load_run(run)
     common = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device)
-    out = {
-        "train": evaluate(run, "train", images=train_images, **common),
-        "test_with_ground_truth_regions": evaluate(run, "test", ground_truth=True, **common),
-    }
-    if cfg.model != "fcn":
+    out = {"train": evaluate(run, "train", images=train_images, **common)}
+    if cfg.model != "fcn":  # the FCN has no regions
+        out["test_with_ground_truth_regions"] = evaluate(run, "test", ground_truth=True, **common)
         train_set = _subset(load_dataset(cfg, "train", data_root), train_images)
         out["winning_regions_train"] = winning_regions(model, cfg, train_set, ProposalCache(train_set, root=cache_root),
                                                        progress, device)  # fmt: skip
     return out
 
 
-def recipe_table(results_dir="results", references=("ablation_free-form", "fcn_cpu")):
+def recipe_table(results_dir="results", references=("ablation_free-form", "e2s2_cpu", "fcn_cpu", "fcn_cpu_unbalanced")):
     """The diagnosis as a table (pandas DataFrame, percentages): one row per run of
     ``references`` and of the diagnosis experiments with a results file — test class / global
     accuracy, boundary class accuracy, :data:`WATCHED` classes — and, where
@@ -176,17 +174,18 @@ def recipe_table(results_dir="results", references=("ablation_free-form", "fcn_c
     for name in (n for n in names if n in results):
         result = results[name]
         cfg = result["config"]
-        row = {"epochs": cfg["epochs"], "class": result["all"]["class_accuracy"],
+        row = {"preset": cfg["preset"], "epochs": cfg["epochs"], "class": result["all"]["class_accuracy"],
                "global": result["all"]["global_accuracy"], "boundary class": result["boundary"]["class_accuracy"]}  # fmt: skip
         extra = Path(results_dir) / f"diagnostics_{name}.json"
         if extra.is_file():
             d = json.loads(extra.read_text())
             row["train class"] = d["train"]["all"]["class_accuracy"]
-            row["test + GT regions class"] = d["test_with_ground_truth_regions"]["all"]["class_accuracy"]
+            if "test_with_ground_truth_regions" in d:
+                row["test + GT regions class"] = d["test_with_ground_truth_regions"]["all"]["class_accuracy"]
         for c in WATCHED:
             row[c] = result["all"]["per_class_accuracy"].get(c)
         rows[name] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
-    numeric = [c for c in table.columns if c != "epochs"]
+    numeric = [c for c in table.columns if c not in ("preset", "epochs")]
     table[numeric] = table[numeric].astype(float) * 100
     return table.round(1)

@@ -6,7 +6,7 @@ import torch
 
 from rpl.__main__ import main
 from rpl.data.base import Sample
-from rpl.diagnostics import region_majorities, upper_bounds, winning_regions
+from rpl.diagnostics import WATCHED, recipe_table, region_majorities, upper_bounds, winning_regions
 from rpl.proposals import RegionSet
 
 
@@ -105,3 +105,36 @@ def test_diagnose_cli(env, capsys):
     assert payload["git_commit"] and payload["winning_regions_train"]
     assert "test_with_ground_truth_regions: global" in capsys.readouterr().out
     assert main(["diagnose"]) == 2
+
+
+def test_diagnose_an_fcn_measures_the_fit_only(env):
+    assert main(["train", "--preset", "quick", "--set", "model=fcn", "--set", "train_images=3", "--set",
+                 "test_images=2", "--out", str(env / "fcn")]) == 0  # fmt: skip
+    out = env / "diagnosis.json"
+    assert main(["diagnose", str(env / "fcn"), "--train-images", "2", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["train"]["images"] == 2
+    assert "test_with_ground_truth_regions" not in payload and "winning_regions_train" not in payload
+
+
+def _result(preset, epochs, accuracy):
+    per_class = {c: accuracy for c in WATCHED}
+    part = {"class_accuracy": accuracy, "global_accuracy": 0.7, "per_class_accuracy": per_class}
+    return {"config": {"preset": preset, "epochs": epochs}, "all": part, "boundary": {"class_accuracy": 0.4}}
+
+
+def test_recipe_table_reads_results_and_diagnostics(tmp_path):
+    (tmp_path / "e2s2_cpu.json").write_text(json.dumps(_result("cpu", 5, 0.5)))
+    (tmp_path / "fcn_cpu.json").write_text(json.dumps(_result("cpu", 5, 0.6)))
+    (tmp_path / "recipe3_bins.json").write_text(json.dumps(_result("ablation", 10, 0.25)))
+    (tmp_path / "diagnostics_fcn_cpu.json").write_text(json.dumps({"train": {"all": {"class_accuracy": 0.8}}}))
+    (tmp_path / "diagnostics_recipe3_bins.json").write_text(json.dumps({
+        "train": {"all": {"class_accuracy": 0.3}},
+        "test_with_ground_truth_regions": {"all": {"class_accuracy": 0.35}}}))  # fmt: skip
+    table = recipe_table(tmp_path)
+    assert list(table.index) == ["e2s2_cpu", "fcn_cpu", "recipe3_bins"]  # references first, no file no row
+    assert table.loc["fcn_cpu", "class"] == 60.0 and table.loc["fcn_cpu", "train class"] == 80.0
+    assert np.isnan(table.loc["fcn_cpu", "test + GT regions class"]) and np.isnan(table.loc["e2s2_cpu", "train class"])
+    assert table.loc["recipe3_bins", "test + GT regions class"] == 35.0
+    assert (table.loc["recipe3_bins", "preset"], table.loc["recipe3_bins", "epochs"]) == ("ablation", 10)
+    assert table.loc["recipe3_bins", WATCHED[0]] == 25.0
