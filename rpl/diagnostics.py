@@ -4,8 +4,10 @@ generalisation, ground-truth regions at test, and which region wins each pixel's
     python -m rpl diagnose --bounds       # results/diagnostics_bounds.json: what the regions allow
     python -m rpl diagnose runs/<run>     # results/diagnostics_<run>.json: what the model does
 
-Accuracies are :class:`~rpl.metrics.ConfusionMatrix` summaries over real images, so they read
-like the tables: global / class-average accuracy, mean IoU, per class.
+The accuracies of the bounds and of ``diagnose``'s evaluations are
+:class:`~rpl.metrics.ConfusionMatrix` summaries over real images, so they read like the tables
+(global / class-average accuracy, mean IoU, per class); :func:`winning_regions` counts labelled
+pixels of images prepared as at training, ground-truth regions included.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float | None:
 @torch.no_grad()
 def winning_regions(model, cfg, dataset, cache, progress: bool = True, device="cpu") -> dict:
     """Which region wins the max of Eq. 3, per class, over the labelled pixels of ``dataset``
-    prepared as at training (RGB proposals, no flip, the run's ground-truth regions added).
+    prepared as at training (RGB proposals with the run's IoU filter, no flip, the run's
+    ground-truth regions added).
 
     For each class, pixel-weighted: ``accuracy``; ``truth_won_by_ground_truth``, how often the
     region that gives the pixel its true class's score is a ground-truth region (ties go to the
@@ -142,14 +145,14 @@ def diagnose(run, train_images: int = 200, data_root=None, cache_root=None, prog
     proposals (are the regions the limit?), and :func:`winning_regions` on the same training
     images (does a container win the max?). An FCN run gets the first only."""
     from .proposals import ProposalCache
-    from .train import _subset, evaluate, load_dataset, load_run
+    from .train import _subset, evaluate, load_run, training_images
 
     model, cfg = load_run(run)
     common = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device)
     out = {"train": evaluate(run, "train", images=train_images, **common)}
     if cfg.model != "fcn":  # the FCN has no regions
         out["test_with_ground_truth_regions"] = evaluate(run, "test", ground_truth=True, **common)
-        train_set = _subset(load_dataset(cfg, "train", data_root), train_images)
+        train_set = _subset(training_images(cfg, data_root), train_images)
         out["winning_regions_train"] = winning_regions(model, cfg, train_set, ProposalCache(train_set, root=cache_root),
                                                        progress, device)  # fmt: skip
     return out

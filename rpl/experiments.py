@@ -160,9 +160,14 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
         folder = runs_dir / name
         header = f"[{position}/{len(todo)}] {name}"
         if result.is_file():
-            stale = _stale(result, experiment.config(seed, quick))
+            stale = _stale(json.loads(result.read_text())["config"], experiment.config(seed, quick))
             log(f"{header}: done ({result})" if not stale else
                 f"{header}: {result} was made with other settings ({stale}); delete it and {folder} to rerun")  # fmt: skip
+            continue
+        saved = folder / "config.json"
+        stale = saved.is_file() and _stale(json.loads(saved.read_text()), experiment.config(seed, quick))
+        if stale:
+            log(f"{header}: {folder} holds a run with other settings ({stale}); delete it to rerun")
             continue
         with _RunLock(folder) as mine:
             if not mine:
@@ -196,14 +201,15 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
     return finished
 
 
-def _stale(result: Path, cfg) -> str:
-    """The settings (``key: file -> now``) in which a results file's run differs from ``cfg``;
-    settings a file does not record read as what runs saved before them were trained with."""
+def _stale(config: dict, cfg) -> str:
+    """The settings (``key: saved -> now``) in which a saved run configuration (a results file's
+    or a run folder's) differs from ``cfg``; settings it does not record read as what runs saved
+    before them were trained with."""
     import dataclasses
 
     from .train import LEGACY
 
-    saved = {**LEGACY, **json.loads(result.read_text())["config"]}
+    saved = {**LEGACY, **config}
     now = dataclasses.asdict(cfg)
     keys = [k for k in now if k in saved and saved[k] != (list(now[k]) if isinstance(now[k], tuple) else now[k])]
     return ", ".join(f"{k}: {saved[k]} -> {now[k]}" for k in keys)

@@ -171,6 +171,12 @@ def load_dataset(cfg: TrainConfig, split: str, data_root=None):
     return cls(train_split if split == "train" else test_split, data_root)
 
 
+def training_images(cfg: TrainConfig, data_root=None):
+    """The images a run trains on: its data set's training split, ``train_images`` of them
+    evenly spaced when set."""
+    return _subset(load_dataset(cfg, "train", data_root), cfg.train_images)
+
+
 def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
     weights = "imagenet" if pretrained and cfg.weights == "imagenet" else None
     if cfg.backbone == "mobilenet_v2":
@@ -405,7 +411,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    dataset = _subset(load_dataset(cfg, "train", data_root), cfg.train_images)
+    dataset = training_images(cfg, data_root)
     cache = ProposalCache(dataset, root=cache_root)
     class_weights = losses.balanced_weights(load_dataset(cfg, "train", data_root).class_pixel_counts())
     model = build_model(cfg, dataset.num_classes).to(device)
@@ -527,11 +533,14 @@ def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_
     """Global / class-average accuracy and mean IoU on all pixels and on 4-px boundaries, per-class
     accuracies; returned and, for the run's own test evaluation, written to ``run/metrics.json``.
 
-    ``images``: evenly spaced images of the split (default: the run's ``test_images``, 0 = all);
-    ``ground_truth``: add each image's ground-truth regions to its proposals (a diagnosis)."""
+    ``images``: evenly spaced images of the split (default: the run's ``test_images`` on the test
+    split, 0 = all), on the training split taken from the images the run trained on;
+    ``ground_truth``: add each image's ground-truth regions to its proposals (a diagnosis).
+    Other splits or image counts than the run's own test evaluation write no file."""
     model, cfg = load_run(run)
     model.to(device)
-    dataset = _subset(load_dataset(cfg, split, data_root), cfg.test_images if images is None else images)
+    dataset = training_images(cfg, data_root) if split == "train" else load_dataset(cfg, split, data_root)
+    dataset = _subset(dataset, (cfg.test_images if split == "test" else 0) if images is None else images)
     cache = ProposalCache(dataset, root=cache_root)
     every, boundary = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
     started = time.monotonic()

@@ -39,3 +39,14 @@ def test_train_throughput_benchmark_runs(real_siftflow, tmp_path, monkeypatch):
     printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "training images/s" in printed
     assert json.loads(out.read_text())["images_per_s"] > 0
+
+
+def test_backbone_batching_benchmark_runs(real_siftflow, tmp_path, monkeypatch):
+    monkeypatch.setenv("RPL_WEIGHTS", str(real_siftflow.parent / "weights"))
+    out = tmp_path / "batching.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "backbone_batching.py"), "--images", "2", "--repeats", "1",
+           "--threads", "1", "--out", str(out)]  # fmt: skip
+    printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "output stride 8" in printed and "channels_last" in printed
+    result = json.loads(out.read_text())
+    assert set(result["seconds_per_image"]) == {"os16", "os8"} and result["images"] == 2

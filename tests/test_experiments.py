@@ -79,6 +79,14 @@ def test_reproduce_quick_writes_results_skips_finished_and_locked_runs(env, monk
     lines.clear()
     assert reproduce(runs, results, quick=True, only=["ablation_box"], progress=False, log=lines.append) == []
     assert "made with other settings (alignment: legacy -> centred); delete it" in lines[0]
+    # without its results file, a run folder from other settings is not evaluated as this experiment's
+    (results / "ablation_box.json").unlink()
+    saved = json.loads((runs / "ablation_box" / "config.json").read_text())
+    (runs / "ablation_box" / "config.json").write_text(json.dumps({**saved, "pooling": "free-form"}))
+    lines.clear()
+    assert reproduce(runs, results, quick=True, only=["ablation_box"], progress=False, log=lines.append) == []
+    assert "holds a run with other settings (pooling: free-form -> box); delete it" in lines[0]
+    assert not (results / "ablation_box.json").exists()
     with _RunLock(runs / "ablation_unbalanced") as mine:  # another process holds this run
         assert mine
         lines.clear()

@@ -39,6 +39,12 @@ def test_other_models_and_variants_train(env, model, options):
     assert summary["train_images"] == 5
     metrics = evaluate(env / "run", progress=False)
     assert metrics["images"] == 2
+    if model == "fcn":  # the training split means the images it trained on, wrote no file
+        (env / "run" / "metrics.json").unlink()
+        fit = evaluate(env / "run", "train", progress=False)
+        assert fit["images"] == 5 and fit["split"] == "train"
+        assert evaluate(env / "run", "train", images=2, progress=False)["images"] == 2
+        assert not (env / "run" / "metrics.json").exists()
 
 
 def test_training_regions_follow_the_recipe(real_siftflow):

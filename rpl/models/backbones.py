@@ -1,4 +1,4 @@
-"""Backbones: ImageNet networks cut at stride 16, as the paper's VGG-16 up to conv5.
+"""Backbones: ImageNet networks cut at output stride 16 (or 8), as the paper's VGG-16 up to conv5.
 
 ``mobilenet_v2`` (the cpu preset): torchvision's MobileNetV2 up to its last 320-channel block,
 the last stride-2 stage turned into stride 1 with dilation 2, so the output stride is 16 (or

@@ -1,7 +1,7 @@
 """The end-to-end region-based model (Fig. 2c, Fig. 3) and the region classification baseline
 (Fig. 2b) share this network; they differ in pooling, loss and how pixels get labels.
 
-image -> backbone (stride 16) -> [1x1 neck] -> ROI pooling per region (free-form and/or box, 7x7)
+image -> backbone (stride 16, or 8) -> [1x1 neck] -> ROI pooling per region (free-form and/or box, 7x7)
       -> fc6, fc7 (ReLU, dropout 0.5) -> classifier: region scores S[R, C]
       -> region-to-pixel (Eq. 3; or Eq. 1: softmax first) -> atom scores [A, C]
 """

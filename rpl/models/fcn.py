@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import Backbone
+from .e2s2 import ALIGNMENTS
 
 __all__ = ["FCN", "resample_cells"]
 
@@ -35,7 +36,7 @@ def resample_cells(x: torch.Tensor, stride: float, offset: float, size, out_stri
 
 
 class FCN(nn.Module):
-    """Per-pixel classification: backbone -> 1x1 classifiers at stride 16 and 8 -> upsample.
+    """Per-pixel classification: backbone -> 1x1 classifiers at its output stride and at half of it -> upsample.
 
     Args:
         backbone: a :class:`~rpl.models.backbones.Backbone` (with a skip at half its stride;
@@ -48,8 +49,8 @@ class FCN(nn.Module):
 
     def __init__(self, backbone: Backbone, num_classes: int, alignment: str = "centred"):
         super().__init__()
-        if alignment not in ("centred", "legacy"):
-            raise ValueError(f"alignment must be 'centred' or 'legacy', got {alignment!r}")
+        if alignment not in ALIGNMENTS:
+            raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
         self.backbone = backbone
         self.num_classes = num_classes
         self.alignment = alignment

@@ -1,0 +1,88 @@
+"""The backbone's share of a fine-tuned training step, three ways side by side in one process:
+one image at a time (rpl before issue 12), a step's images in one batch (today), and the same
+batch in ``channels_last`` memory format. Forward and backward of ImageNet MobileNetV2 on
+real-sized inputs (SIFT Flow: 256 x 256), at output stride 16 and 8.
+
+    python benchmarks/backbone_batching.py [--images 10] [--repeats 3] [--threads 2] [--out FILE]
+
+Prints seconds per image and the ratios to one-at-a-time; writes
+results/backbone_batching_cpu.json. Every variant computes the same gradients (checked here to
+1e-4 relative, the order of float32 summation aside).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+from rpl.models import mobilenet_v2
+from rpl.provenance import provenance, write_json
+
+VARIANTS = ("one at a time", "batched", "batched, channels_last")
+
+
+def step(backbone, images: torch.Tensor, variant: str) -> torch.Tensor:
+    """Forward + backward of a summed feature loss; returns the first conv layer's gradient."""
+    backbone.zero_grad(set_to_none=True)
+    if variant == "one at a time":
+        for image in images.split(1):
+            backbone(image).square().mean().backward()
+    else:
+        if variant.endswith("channels_last"):
+            images = images.contiguous(memory_format=torch.channels_last)
+        backbone(images).square().mean(dim=(1, 2, 3)).sum().backward()
+    return next(backbone.parameters()).grad.detach().clone()
+
+
+def measure(output_stride: int, images: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    batch = torch.randn(images, 3, 256, 256)
+    out = {}
+    gradients = {}
+    for variant in VARIANTS:
+        backbone = mobilenet_v2("imagenet", output_stride)
+        backbone.train()  # as in training (Backbone keeps batch norm statistics frozen)
+        if variant.endswith("channels_last"):
+            backbone = backbone.to(memory_format=torch.channels_last)
+        gradients[variant] = step(backbone, batch, variant)  # warm-up, and the gradient to compare
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step(backbone, batch, variant)
+            times.append(time.perf_counter() - start)
+        out[variant] = statistics.median(times) / images
+    reference = gradients[VARIANTS[0]]
+    for variant in VARIANTS[1:]:
+        torch.testing.assert_close(gradients[variant], reference, rtol=1e-4, atol=1e-6)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="results/backbone_batching_cpu.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = {}
+    for output_stride in (16, 8):
+        seconds = measure(output_stride, args.images, args.repeats)
+        base = seconds[VARIANTS[0]]
+        rows[f"os{output_stride}"] = seconds
+        print(f"output stride {output_stride}: " + ", ".join(
+            f"{v} {s:.3f} s/image ({base / s:.2f}x)" for v, s in seconds.items()))  # fmt: skip
+    out = args.out
+    write_json(out, provenance(benchmark="backbone_batching", command="python benchmarks/backbone_batching.py "
+                               + " ".join(sys.argv[1:]), images=args.images, repeats=args.repeats,
+                               torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                               seconds_per_image=rows))  # fmt: skip
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
