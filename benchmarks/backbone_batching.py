@@ -1,11 +1,13 @@
 """The backbone's share of a fine-tuned training step, three ways side by side in one process:
 one image at a time (rpl before issue 12), a step's images in one batch (today), and the same
-batch in ``channels_last`` memory format. Forward and backward of ImageNet MobileNetV2 on
-real-sized inputs (SIFT Flow: 256 x 256), at output stride 16 and 8.
+batch in ``channels_last`` memory format. Forward and backward of ImageNet MobileNetV2 for the
+paper's ~37 x 37 feature grid two ways beside today's 16 x 16: SIFT Flow's 256 px at output
+stride 16 (16 x 16 cells) and 8 (32 x 32), and upsampled to 600 px at stride 16 (38 x 38).
 
     python benchmarks/backbone_batching.py [--images 10] [--repeats 3] [--threads 2] [--out FILE]
 
-Prints seconds per image and the ratios to one-at-a-time; writes
+Prints seconds per image, the ratios to one at a time, and each grid's cost relative to
+stride 16 at 256 px (batched); writes
 results/backbone_batching_cpu.json. Every variant computes the same gradients (checked here to
 1e-4 relative, the order of float32 summation aside).
 """
@@ -38,9 +40,12 @@ def step(backbone, images: torch.Tensor, variant: str) -> torch.Tensor:
     return next(backbone.parameters()).grad.detach().clone()
 
 
-def measure(output_stride: int, images: int, repeats: int) -> dict:
+CASES = ((16, 256), (8, 256), (16, 600))  # (output stride, image size)
+
+
+def measure(output_stride: int, size: int, images: int, repeats: int) -> dict:
     torch.manual_seed(0)
-    batch = torch.randn(images, 3, 256, 256)
+    batch = torch.rand(images, 3, size, size)
     out = {}
     gradients = {}
     for variant in VARIANTS:
@@ -70,12 +75,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = {}
-    for output_stride in (16, 8):
-        seconds = measure(output_stride, args.images, args.repeats)
-        base = seconds[VARIANTS[0]]
-        rows[f"os{output_stride}"] = seconds
-        print(f"output stride {output_stride}: " + ", ".join(
-            f"{v} {s:.3f} s/image ({base / s:.2f}x)" for v, s in seconds.items()))  # fmt: skip
+    base = None
+    for output_stride, size in CASES:
+        seconds = measure(output_stride, size, args.images, args.repeats)
+        base = base or seconds[VARIANTS[1]]
+        rows[f"os{output_stride}_{size}px"] = seconds
+        print(f"output stride {output_stride}, {size} px: " + ", ".join(
+            f"{v} {s:.3f} s/image ({seconds[VARIANTS[0]] / s:.2f}x)" for v, s in seconds.items())
+            + f"; batched {seconds[VARIANTS[1]] / base:.1f}x the cost of stride 16 at 256 px")  # fmt: skip
     out = args.out
     write_json(out, provenance(benchmark="backbone_batching", command="python benchmarks/backbone_batching.py "
                                + " ".join(sys.argv[1:]), images=args.images, repeats=args.repeats,

@@ -34,10 +34,11 @@ def _cpu_model() -> str:
 
 
 def provenance(**extra) -> dict:
-    """Git commit (and whether the tree had changes), machine, Python, date, plus ``extra``."""
+    """Git commit (and whether the tracked files outside ``results/`` had changes: a measurement
+    may rewrite the results it replaces), machine, Python, date, plus ``extra``."""
     import numpy
 
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results")
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,

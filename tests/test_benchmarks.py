@@ -47,6 +47,6 @@ def test_backbone_batching_benchmark_runs(real_siftflow, tmp_path, monkeypatch):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "backbone_batching.py"), "--images", "2", "--repeats", "1",
            "--threads", "1", "--out", str(out)]  # fmt: skip
     printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    assert "output stride 8" in printed and "channels_last" in printed
+    assert "output stride 8, 256 px" in printed and "channels_last" in printed
     result = json.loads(out.read_text())
-    assert set(result["seconds_per_image"]) == {"os16", "os8"} and result["images"] == 2
+    assert set(result["seconds_per_image"]) == {"os16_256px", "os8_256px", "os16_600px"} and result["images"] == 2
