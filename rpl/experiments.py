@@ -67,12 +67,21 @@ _STEPS = (
 )
 
 
+# Then one lever at a time on today's default recipe (recipe2's settings), same length.
+_LEVERS = (
+    ("lever_dropout0", ("dropout=0",), "the default recipe without dropout after fc6 and fc7"),
+)
+
+
 def _recipe_rows() -> list[Experiment]:
     rows, settings = [], ("epochs=10", "lr_drop_epoch=7", "alignment=legacy", "train_regions=exact", "proposal_iou=0")
     for name, changes, what in _STEPS:
         changed = {c.split("=")[0] for c in changes}
         settings = tuple(o for o in settings if o.split("=")[0] not in changed) + changes
         rows.append(Experiment(name, "ablation", settings, description=what, group="diagnosis"))
+    for name, changes, what in _LEVERS:
+        rows.append(Experiment(name, "ablation", ("epochs=10", "lr_drop_epoch=7", *changes), description=what,
+                               group="diagnosis"))  # fmt: skip
     return rows
 
 # Two seeds wherever the paper's difference to a neighbouring row is under 2 points (Table 4),

@@ -90,6 +90,7 @@ class TrainConfig:
     train_regions: str = "superpixels"
     proposal_iou: float = 0.1
     output_stride: int = 16
+    dropout: float = 0.5  # after fc6 and fc7 (ModelConfig.dropout)
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -108,6 +109,8 @@ class TrainConfig:
             raise ValueError(f"proposal_iou must be in [0, 1] (0: keep every proposal), got {self.proposal_iou!r}")
         if self.output_stride not in (8, 16) or (self.backbone == "vgg16" and self.output_stride != 16):
             raise ValueError(f"output_stride must be 16, or 8 with mobilenet_v2, got {self.output_stride!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16' (autocast), got {self.precision!r}")
         if self.freeze_backbone and self.model == "fcn":
@@ -119,8 +122,9 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         if self.model == "baseline":  # Fig. 2b: box pooling, region loss, Eq. 1 at test time
-            return ModelConfig("box", self.combine, "softmax-max", self.neck, self.head, alignment=self.alignment)
-        return ModelConfig(self.pooling, self.combine, self.order, self.neck, self.head, mask=self.mask,
+            return ModelConfig("box", self.combine, "softmax-max", self.neck, self.head, self.dropout,
+                               alignment=self.alignment)  # fmt: skip
+        return ModelConfig(self.pooling, self.combine, self.order, self.neck, self.head, self.dropout, mask=self.mask,
                            alignment=self.alignment)  # fmt: skip
 
     def with_overrides(self, pairs) -> "TrainConfig":

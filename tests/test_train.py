@@ -93,7 +93,8 @@ def test_overrides_are_typed_and_checked():
     with pytest.raises(ValueError, match="pooling"):
         TrainConfig(pooling="round")
     for bad, match in (("train_regions=boxes", "train_regions"), ("proposal_iou=2", "proposal_iou"),
-                       ("output_stride=4", "output_stride"), ("mask=pixels", "mask"), ("alignment=off", "alignment")):  # fmt: skip
+                       ("output_stride=4", "output_stride"), ("mask=pixels", "mask"), ("alignment=off", "alignment"),
+                       ("dropout=1", "dropout")):  # fmt: skip
         with pytest.raises(ValueError, match=match):
             cfg.with_overrides([bad])
 
