@@ -7,9 +7,9 @@ stride 16 (16 x 16 cells) and 8 (32 x 32), and upsampled to 600 px at stride 16 
     python benchmarks/backbone_batching.py [--images 10] [--repeats 3] [--threads 2] [--out FILE]
 
 Prints seconds per image, the ratios to one at a time, and each grid's cost relative to
-stride 16 at 256 px (batched); writes
-results/backbone_batching_cpu.json. Every variant computes the same gradients (checked here to
-1e-4 relative, the order of float32 summation aside).
+stride 16 at 256 px (batched); writes results/backbone_batching_cpu.json. Every variant
+computes the same gradients up to the order of float32 summation (checked here: 1e-3 relative,
+or 1e-4 of the largest gradient).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def measure(output_stride: int, size: int, images: int, repeats: int) -> dict:
         out[variant] = statistics.median(times) / images
     reference = gradients[VARIANTS[0]]
     for variant in VARIANTS[1:]:
-        torch.testing.assert_close(gradients[variant], reference, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(gradients[variant], reference, rtol=1e-3, atol=1e-4 * reference.abs().max().item())
     return out
 
 

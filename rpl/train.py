@@ -328,14 +328,15 @@ def _loss(model, cfg: TrainConfig, features, label, regions, class_weights):
 
 
 def _step_features(model, cfg: TrainConfig, images, cached):
-    """Each image's features, the images of one size through the network in one batch (the
-    layers after the backbone take one image at a time)."""
+    """Each image's features, the images of one size through the network in one channels-last
+    batch (benchmarks/backbone_batching.py; the layers after the backbone take one image at a
+    time)."""
     if cached is not None:  # frozen backbone: its cached output, then the neck
         return list(model.project(torch.cat(cached).to(images[0].device)).split(1))
     run = model if cfg.model == "fcn" else model.features
     if len({tuple(image.shape) for image in images}) == 1:
-        return list(run(torch.cat(images)).split(1))
-    return [run(image) for image in images]
+        return list(run(torch.cat(images).contiguous(memory_format=torch.channels_last)).split(1))
+    return [run(image.contiguous(memory_format=torch.channels_last)) for image in images]
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -427,6 +428,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
         _barrier(world)
         if frozen is None:
             frozen = FrozenFeatures(model, dataset, cfg, cache_root, False, device)
+    else:  # channels last, as the step's batches (_step_features)
+        model.backbone.to(memory_format=torch.channels_last)
     new = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     old = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     optimizer = torch.optim.SGD(
