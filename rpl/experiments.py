@@ -216,13 +216,15 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
 def _stale(config: dict, cfg) -> str:
     """The settings (``key: saved -> now``) in which a saved run configuration (a results file's
     or a run folder's) differs from ``cfg``; settings it does not record read as what runs saved
-    before them were trained with."""
+    before them were trained with, and an FCN's region settings do not count."""
     import dataclasses
 
-    from .train import LEGACY
+    from .train import LEGACY, REGION_SETTINGS
 
     saved = {**LEGACY, **config}
     now = dataclasses.asdict(cfg)
+    if cfg.model == "fcn":
+        now = {k: v for k, v in now.items() if k not in REGION_SETTINGS}
     keys = [k for k in now if k in saved and saved[k] != (list(now[k]) if isinstance(now[k], tuple) else now[k])]
     return ", ".join(f"{k}: {saved[k]} -> {now[k]}" for k in keys)
 

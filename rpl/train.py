@@ -50,6 +50,9 @@ REGION_KINDS = ("selective-search", "superpixels", "rectangles")
 # superpixels, or the exact segments (rpl before issue 12).
 TRAIN_REGIONS = ("superpixels", "exact")
 # What a run saved before these settings existed was trained with (read by load_run).
+# Settings only the region models read: an FCN run does not depend on them.
+REGION_SETTINGS = ("pooling", "combine", "order", "neck", "head", "dropout", "regions", "color_spaces", "mask",
+                   "train_regions", "proposal_iou")  # fmt: skip
 LEGACY = {"alignment": "legacy", "train_regions": "exact", "proposal_iou": 0.0, "mask": "cells", "output_stride": 16}
 
 

@@ -43,6 +43,25 @@ def test_the_recipe_rows_change_one_thing_each_and_are_not_in_the_paper_runs():
     assert not set(run_names(groups=("paper",))) & {e.name for e in rows}
 
 
+def test_stale_names_the_settings_that_differ_and_ignores_region_settings_of_an_fcn():
+    import dataclasses
+
+    from rpl.experiments import _stale
+
+    def saved(cfg):  # as a results file holds it
+        return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+    fcn = EXPERIMENTS["fcn_cpu"].config()
+    other = saved(fcn) | {"mask": "bins", "proposal_iou": 0.5, "color_spaces": ["rgb"]}
+    assert _stale(other, fcn) == ""
+    assert _stale(other | {"lr": 0.1}, fcn) == "lr: 0.1 -> 0.0003"
+    e2s2 = EXPERIMENTS["e2s2_cpu"].config()
+    assert _stale(saved(e2s2), e2s2) == ""
+    assert _stale(saved(e2s2) | {"mask": "bins"}, e2s2) == "mask: bins -> cells"
+    old = {k: v for k, v in saved(e2s2).items() if k != "alignment"}  # saved before the setting existed
+    assert _stale(old, e2s2) == "alignment: legacy -> centred"
+
+
 def test_close_comparisons_have_two_seeds():
     """Where the paper's difference is under 2 points, both sides run at least 2 seeds."""
     for claim, key, row_a, row_b in tables.CLAIMS:
