@@ -1,13 +1,13 @@
 """The backbone's share of a fine-tuned training step, three ways side by side in one process:
-one image at a time (rpl before issue 12), a step's images in one batch (today), and the same
-batch in ``channels_last`` memory format. Forward and backward of ImageNet MobileNetV2 for the
+one image at a time (rpl before issue 12), a step's images in one batch, and the same batch in
+``channels_last`` memory format (what training does now). Forward and backward of ImageNet MobileNetV2 for the
 paper's ~37 x 37 feature grid two ways beside today's 16 x 16: SIFT Flow's 256 px at output
 stride 16 (16 x 16 cells) and 8 (32 x 32), and upsampled to 600 px at stride 16 (38 x 38).
 
     python benchmarks/backbone_batching.py [--images 10] [--repeats 3] [--threads 2] [--out FILE]
 
 Prints seconds per image, the ratios to one at a time, and each grid's cost relative to
-stride 16 at 256 px (batched); writes results/backbone_batching_cpu.json. Every variant
+stride 16 at 256 px (channels-last batches); writes results/backbone_batching_cpu.json. Every variant
 computes the same gradients up to the order of float32 summation (checked here: 1e-3 relative,
 or 1e-4 of the largest gradient).
 """
@@ -78,11 +78,11 @@ def main() -> None:
     base = None
     for output_stride, size in CASES:
         seconds = measure(output_stride, size, args.images, args.repeats)
-        base = base or seconds[VARIANTS[1]]
+        base = base or seconds[VARIANTS[2]]
         rows[f"os{output_stride}_{size}px"] = seconds
         print(f"output stride {output_stride}, {size} px: " + ", ".join(
             f"{v} {s:.3f} s/image ({seconds[VARIANTS[0]] / s:.2f}x)" for v, s in seconds.items())
-            + f"; batched {seconds[VARIANTS[1]] / base:.1f}x the cost of stride 16 at 256 px")  # fmt: skip
+            + f"; channels_last {seconds[VARIANTS[2]] / base:.1f}x the cost of stride 16 at 256 px")  # fmt: skip
     out = args.out
     write_json(out, provenance(benchmark="backbone_batching", command="python benchmarks/backbone_batching.py "
                                + " ".join(sys.argv[1:]), images=args.images, repeats=args.repeats,

@@ -176,11 +176,6 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
             log(f"{header}: done ({result})" if not stale else
                 f"{header}: {result} was made with other settings ({stale}); delete it and {folder} to rerun")  # fmt: skip
             continue
-        saved = folder / "config.json"
-        stale = saved.is_file() and _stale(json.loads(saved.read_text()), experiment.config(seed, quick))
-        if stale:
-            log(f"{header}: {folder} holds a run with other settings ({stale}); delete it to rerun")
-            continue
         with _RunLock(folder) as mine:
             if not mine:
                 log(f"{header}: another process is on it, skipped")
@@ -189,6 +184,11 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
                 log(f"{header}: done ({result})")
                 continue
             cfg = experiment.config(seed, quick)
+            saved = folder / "config.json"
+            stale = saved.is_file() and _stale(json.loads(saved.read_text()), cfg)
+            if stale:
+                log(f"{header}: {folder} holds a run with other settings ({stale}); delete it to rerun")
+                continue
             if experiment.needs_data:
                 try:
                     load_dataset(cfg, "train", data_root)
@@ -215,18 +215,10 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
 
 def _stale(config: dict, cfg) -> str:
     """The settings (``key: saved -> now``) in which a saved run configuration (a results file's
-    or a run folder's) differs from ``cfg``; settings it does not record read as what runs saved
-    before them were trained with, and an FCN's region settings do not count."""
-    import dataclasses
+    or a run folder's) differs from ``cfg`` (:func:`rpl.train.config_differences`)."""
+    from .train import config_differences
 
-    from .train import LEGACY, REGION_SETTINGS
-
-    saved = {**LEGACY, **config}
-    now = dataclasses.asdict(cfg)
-    if cfg.model == "fcn":
-        now = {k: v for k, v in now.items() if k not in REGION_SETTINGS}
-    keys = [k for k in now if k in saved and saved[k] != (list(now[k]) if isinstance(now[k], tuple) else now[k])]
-    return ", ".join(f"{k}: {saved[k]} -> {now[k]}" for k in keys)
+    return ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in config_differences(config, cfg).items())
 
 
 def load_results(results_dir="results") -> dict:

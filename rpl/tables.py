@@ -233,7 +233,9 @@ CLAIMS = (
 def claims(results: dict) -> pd.DataFrame:
     """Each comparison the paper makes, its difference there and here (A - B, points).
 
-    Every claim is phrased so that the paper finds A above B. ``reproduces`` is "yes" when ours
+    Every claim is phrased so that the paper finds A above B; the two like-for-like rows (ours
+    against the FCN with our balanced loss) have no paper number, the paper's FCN being read as
+    the unbalanced one. ``reproduces`` is "yes" when ours
     is too and, where either side has several seeds, by more than the larger of the two seed
     ranges; "no" when B is above A by more than that; "within noise" otherwise; empty until
     every seed of both sides has run."""

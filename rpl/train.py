@@ -49,11 +49,12 @@ REGION_KINDS = ("selective-search", "superpixels", "rectangles")
 # Ground-truth regions at training (RegionSet.with_ground_truth): the authors' unions of
 # superpixels, or the exact segments (rpl before issue 12).
 TRAIN_REGIONS = ("superpixels", "exact")
-# What a run saved before these settings existed was trained with (read by load_run).
 # Settings only the region models read: an FCN run does not depend on them.
 REGION_SETTINGS = ("pooling", "combine", "order", "neck", "head", "dropout", "regions", "color_spaces", "mask",
                    "train_regions", "proposal_iou")  # fmt: skip
-LEGACY = {"alignment": "legacy", "train_regions": "exact", "proposal_iou": 0.0, "mask": "cells", "output_stride": 16}
+# What a run saved before these settings existed was trained with (read by load_run).
+LEGACY = {"alignment": "legacy", "train_regions": "exact", "proposal_iou": 0.0, "mask": "cells", "output_stride": 16,
+          "dropout": 0.5}  # fmt: skip
 
 
 @dataclass
@@ -176,6 +177,17 @@ def load_dataset(cfg: TrainConfig, split: str, data_root=None):
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     return cls(train_split if split == "train" else test_split, data_root)
+
+
+def config_differences(saved: dict, cfg: TrainConfig) -> dict:
+    """``{key: (saved, now)}`` for each setting in which a saved run configuration (a run's
+    ``config.json``, a checkpoint's or a results file's) differs from ``cfg``. Settings it lacks
+    read as :data:`LEGACY` (what runs saved before them were trained with) or the defaults; an
+    FCN's region settings do not count."""
+    old = dataclasses.asdict(TrainConfig(**{**LEGACY, **saved}))
+    now = dataclasses.asdict(cfg)
+    return {k: (old[k], now[k]) for k in now
+            if old[k] != now[k] and not (cfg.model == "fcn" and k in REGION_SETTINGS)}  # fmt: skip
 
 
 def training_images(cfg: TrainConfig, data_root=None):
@@ -443,8 +455,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     log_path = out / "log.jsonl"
     if resume and checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if TrainConfig(**{**LEGACY, **state["config"]}) != cfg:
-            raise ValueError(f"{checkpoint} was trained with another configuration: {state['config']}")
+        changed = config_differences(state["config"], cfg)
+        if changed:
+            raise ValueError(f"{checkpoint} was trained with another configuration ("
+                             + ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items()) + ")")  # fmt: skip
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
         start_epoch, seconds = state["epoch"], state["seconds"]

@@ -130,8 +130,16 @@ def test_resume_after_kill_9_ends_where_an_uninterrupted_run_ends(env):
 
 def test_resume_refuses_another_configuration(env):
     train(PRESETS["quick"].with_overrides(["train_images=2"]), env / "run", progress=False)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match=r"another configuration \(train_images: 2 -> 3\)"):
         train(PRESETS["quick"].with_overrides(["train_images=3"]), env / "run", resume=True, progress=False)
+    # an FCN resumes whatever its (unused) region settings say, as reproduce judges it
+    fcn = PRESETS["quick"].with_overrides(["model=fcn", "train_images=2", "epochs=2", "lr_drop_epoch=2"])
+    train(fcn.with_overrides(["epochs=1", "lr_drop_epoch=1"]), env / "fcn", progress=False)
+    state = torch.load(env / "fcn" / "checkpoint.pt", weights_only=False)
+    state["config"] = {**state["config"], "epochs": 2, "lr_drop_epoch": 2, "mask": "bins", "proposal_iou": 0.0}
+    torch.save(state, env / "fcn" / "checkpoint.pt")
+    (env / "fcn" / "train.json").unlink()
+    assert train(fcn, env / "fcn", resume=True, progress=False)["epochs"] == 2
 
 
 def test_predict_any_image(env, real_siftflow, capsys):
