@@ -75,16 +75,20 @@ _LEVERS = (
 )
 
 
+def _changed(settings: tuple, changes: tuple) -> tuple:
+    """``settings`` (``key=value`` strings) with ``changes`` in place of the keys they set."""
+    keys = {c.split("=")[0] for c in changes}
+    return tuple(o for o in settings if o.split("=")[0] not in keys) + changes
+
+
 def _recipe_rows() -> list[Experiment]:
-    rows, settings = [], ("epochs=10", "lr_drop_epoch=7", "alignment=legacy", "train_regions=exact", "proposal_iou=0")
+    length = ("epochs=10", "lr_drop_epoch=7")
+    rows, settings = [], (*length, "alignment=legacy", "train_regions=exact", "proposal_iou=0")
     for name, changes, what in _STEPS:
-        changed = {c.split("=")[0] for c in changes}
-        settings = tuple(o for o in settings if o.split("=")[0] not in changed) + changes
+        settings = _changed(settings, changes)
         rows.append(Experiment(name, "ablation", settings, description=what, group="diagnosis"))
     for name, changes, what in _LEVERS:
-        changed = {c.split("=")[0] for c in changes}
-        settings = tuple(o for o in ("epochs=10", "lr_drop_epoch=7") if o.split("=")[0] not in changed) + changes
-        rows.append(Experiment(name, "ablation", settings, description=what, group="diagnosis"))
+        rows.append(Experiment(name, "ablation", _changed(length, changes), description=what, group="diagnosis"))
     return rows
 
 # Two seeds wherever the paper's difference to a neighbouring row is under 2 points (Table 4),
@@ -214,11 +218,10 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
 
 
 def _stale(config: dict, cfg) -> str:
-    """The settings (``key: saved -> now``) in which a saved run configuration (a results file's
-    or a run folder's) differs from ``cfg`` (:func:`rpl.train.config_differences`)."""
+    """:func:`rpl.train.config_differences` (imported when called: ``rpl.train`` is heavy)."""
     from .train import config_differences
 
-    return ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in config_differences(config, cfg).items())
+    return config_differences(config, cfg)
 
 
 def load_results(results_dir="results") -> dict:

@@ -179,15 +179,15 @@ def load_dataset(cfg: TrainConfig, split: str, data_root=None):
     return cls(train_split if split == "train" else test_split, data_root)
 
 
-def config_differences(saved: dict, cfg: TrainConfig) -> dict:
-    """``{key: (saved, now)}`` for each setting in which a saved run configuration (a run's
-    ``config.json``, a checkpoint's or a results file's) differs from ``cfg``. Settings it lacks
-    read as :data:`LEGACY` (what runs saved before them were trained with) or the defaults; an
-    FCN's region settings do not count."""
+def config_differences(saved: dict, cfg: TrainConfig) -> str:
+    """The settings (``key: saved -> now``, comma-separated; empty when none) in which a saved
+    run configuration (a run's ``config.json``, a checkpoint's or a results file's) differs from
+    ``cfg``. Settings it lacks read as :data:`LEGACY` (what runs saved before them were trained
+    with) or the defaults; an FCN's region settings do not count."""
     old = dataclasses.asdict(TrainConfig(**{**LEGACY, **saved}))
     now = dataclasses.asdict(cfg)
-    return {k: (old[k], now[k]) for k in now
-            if old[k] != now[k] and not (cfg.model == "fcn" and k in REGION_SETTINGS)}  # fmt: skip
+    return ", ".join(f"{k}: {old[k]} -> {now[k]}" for k in now
+                     if old[k] != now[k] and not (cfg.model == "fcn" and k in REGION_SETTINGS))  # fmt: skip
 
 
 def training_images(cfg: TrainConfig, data_root=None):
@@ -457,8 +457,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         changed = config_differences(state["config"], cfg)
         if changed:
-            raise ValueError(f"{checkpoint} was trained with another configuration ("
-                             + ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items()) + ")")  # fmt: skip
+            raise ValueError(f"{checkpoint} was trained with another configuration ({changed})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
         start_epoch, seconds = state["epoch"], state["seconds"]
