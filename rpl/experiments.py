@@ -72,6 +72,7 @@ _LEVERS = (
     ("lever_dropout0", ("dropout=0",), "the default recipe without dropout after fc6 and fc7"),
     ("lever_25-epochs", ("epochs=25", "lr_drop_epoch=18"), "the default recipe trained 25 epochs, as the authors"),
     ("lever_separate", ("pooling=both", "combine=separate"), "the paper's model: region + box, separate weights"),
+    ("lever_lr-1e-3", ("lr=1e-3",), "the default recipe at 3.3x the learning rate (fc layers and classifier at 1e-2)"),
 )
 
 
