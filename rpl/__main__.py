@@ -81,7 +81,7 @@ def _train(args) -> int:
     try:
         cfg = cfg.with_overrides([f"model={args.model}", *args.set])
         summary = train(cfg, args.out, resume=args.resume, data_root=args.root, cache_root=args.cache,
-                        device=args.device)
+                        device=args.device, keep_epochs=args.keep_epochs)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"rpl train: {e}", file=sys.stderr)
         return 1
@@ -166,8 +166,8 @@ def _diagnose(args) -> int:
     from . import diagnostics
     from .provenance import provenance, write_json
 
-    if bool(args.run) == args.bounds:
-        print("rpl diagnose: give a run folder or --bounds (not both)", file=sys.stderr)
+    if bool(args.run) == args.bounds or (args.curve and args.bounds):
+        print("rpl diagnose: give a run folder (with --curve, or not) or --bounds", file=sys.stderr)
         return 2
     try:
         if args.bounds:
@@ -178,6 +178,10 @@ def _diagnose(args) -> int:
             payload = {"dataset": args.dataset, "split": splits[1], "images": len(test),
                        **diagnostics.upper_bounds(test, ProposalCache(test, root=args.cache))}  # fmt: skip
             out = Path(args.out or "results/diagnostics_bounds.json")
+        elif args.curve:
+            payload = {"run": str(args.run), **diagnostics.learning_curve(args.run, args.train_images, args.root,
+                                                                          args.cache, device=args.device)}  # fmt: skip
+            out = Path(args.out or f"results/learning_curve_{Path(args.run).name}.json")
         else:
             payload = {"run": str(args.run), **diagnostics.diagnose(args.run, args.train_images, args.root, args.cache,
                                                                     device=args.device)}  # fmt: skip
@@ -186,6 +190,9 @@ def _diagnose(args) -> int:
         print(f"rpl diagnose: {e}", file=sys.stderr)
         return 1
     write_json(out, provenance(**payload))
+    for entry in payload.get("epochs", []):  # --curve
+        print(f"epoch {entry['epoch']:>3}: test class {entry['test']['class_accuracy']:.1%}  "
+              f"train class {entry['train']['class_accuracy']:.1%}")  # fmt: skip
     for key, value in payload.items():
         if isinstance(value, dict) and "all" in value:
             value = value["all"]
@@ -262,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a setting of the preset (repeatable), e.g. --set pooling=box")
     tr.add_argument("--out", required=True, help="run folder (checkpoint, log, config)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument("--keep-epochs", action="store_true", help="keep every epoch's checkpoint in --out/epochs "
+                    "(for `diagnose --curve`)")  # fmt: skip
     _add_locations(tr)
     tr.set_defaults(handler=_train)
     ev = commands.add_parser("evaluate", help="evaluate a run: all pixels and 4-px boundaries")
@@ -289,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "at test, winning regions; or (--bounds) what the regions allow")  # fmt: skip
     dia.add_argument("run", nargs="?", help="run folder written by `train`")
     dia.add_argument("--bounds", action="store_true", help="the superpixel and proposal upper bounds on the test set")
+    dia.add_argument("--curve", action="store_true", help="test and train accuracy of each epoch the run kept "
+                     "(train --keep-epochs)")  # fmt: skip
     dia.add_argument("--dataset", choices=sorted(DATASETS), default="siftflow", help="with --bounds")
     dia.add_argument("--train-images", type=int, default=200, help="training images to measure the fit on")
     dia.add_argument("--out", help="JSON file (default: results/diagnostics_<run>.json or _bounds.json)")

@@ -3,6 +3,7 @@ generalisation, ground-truth regions at test, and which region wins each pixel's
 
     python -m rpl diagnose --bounds       # results/diagnostics_bounds.json: what the regions allow
     python -m rpl diagnose runs/<run>     # results/diagnostics_<run>.json: what the model does
+    python -m rpl diagnose runs/<run> --curve   # results/learning_curve_<run>.json: per kept epoch
 
 The accuracies of the bounds and of ``diagnose``'s evaluations are
 :class:`~rpl.metrics.ConfusionMatrix` summaries over real images, so they read like the tables
@@ -19,8 +20,8 @@ from tqdm.auto import tqdm
 
 from .metrics import ConfusionMatrix
 
-__all__ = ["cell_class_pixels", "region_majorities", "upper_bounds", "winning_regions", "diagnose", "recipe_table",
-           "WATCHED"]
+__all__ = ["cell_class_pixels", "region_majorities", "upper_bounds", "winning_regions", "diagnose", "learning_curve",
+           "recipe_table", "WATCHED"]
 
 # Classes every region-based run got 0% on before issue 12, where the FCN got 33-91%.
 WATCHED = ("balcony", "bus", "crosswalk", "pole", "bird")
@@ -156,6 +157,36 @@ def diagnose(run, train_images: int = 200, data_root=None, cache_root=None, prog
         out["winning_regions_train"] = winning_regions(model, cfg, train_set, ProposalCache(train_set, root=cache_root),
                                                        progress, device)  # fmt: skip
     return out
+
+
+def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None, progress: bool = True,
+                   device="cpu") -> dict:  # fmt: skip
+    """Accuracy against training length within one run: for every checkpoint the run kept
+    (``train(keep_epochs=True)``, ``run/epochs/epoch<n>.pt``), the run's test images' and
+    ``train_images`` training images' global / class-average accuracy, the test images' boundary
+    class accuracy and its :data:`WATCHED` classes. Fit and generalisation per epoch, under the
+    run's own learning-rate schedule."""
+    from pathlib import Path
+
+    from .train import evaluate
+
+    kept = sorted((Path(run) / "epochs").glob("epoch*.pt"))
+    if not kept:
+        raise FileNotFoundError(f"{Path(run) / 'epochs'} holds no epoch*.pt: train the run with keep_epochs "
+                                "(`python -m rpl train --keep-epochs`)")  # fmt: skip
+    common = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device)
+    epochs = []
+    for path in kept:
+        test = evaluate(run, "test", checkpoint=path, **common)  # the run's own test images
+        fit = evaluate(run, "train", images=train_images, checkpoint=path, **common)
+        epochs.append({
+            "epoch": int(torch.load(path, map_location="cpu", weights_only=False)["epoch"]),
+            "test": {k: test["all"][k] for k in ("class_accuracy", "global_accuracy", "mean_iou")}
+            | {"boundary_class_accuracy": test["boundary"]["class_accuracy"]}
+            | {c: test["all"]["per_class_accuracy"].get(c) for c in WATCHED},
+            "train": {k: fit["all"][k] for k in ("class_accuracy", "global_accuracy")},
+        })  # fmt: skip
+    return {"train_images": train_images, "epochs": epochs}
 
 
 def recipe_table(results_dir="results", references=("ablation_free-form", "e2s2_cpu", "fcn_cpu", "fcn_cpu_unbalanced")):

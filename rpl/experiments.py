@@ -38,6 +38,7 @@ class Experiment:
     description: str = ""
     needs_data: bool = False  # skipped, with a note, when its data set is not in place
     group: str = "paper"  # "paper": a row of the paper's tables; "diagnosis": issue 12's measurements
+    keep_epochs: bool = False  # keep every epoch's checkpoint, for `diagnose --curve`
 
     def runs(self, quick: bool = False) -> list[tuple[str, int]]:
         """(run name, seed) pairs; quick mode runs seed 0 only."""
@@ -75,6 +76,9 @@ _LEVERS = (
     ("lever_lr-1e-3", ("lr=1e-3",), "the default recipe at 3.3x the learning rate (fc layers and classifier at 1e-2)"),
 )
 
+# Rows whose every epoch is kept, for accuracy against training length (`diagnose --curve`).
+_CURVES = {"lever_25-epochs"}
+
 
 def _changed(settings: tuple, changes: tuple) -> tuple:
     """``settings`` (``key=value`` strings) with ``changes`` in place of the keys they set."""
@@ -89,7 +93,8 @@ def _recipe_rows() -> list[Experiment]:
         settings = _changed(settings, changes)
         rows.append(Experiment(name, "ablation", settings, description=what, group="diagnosis"))
     for name, changes, what in _LEVERS:
-        rows.append(Experiment(name, "ablation", _changed(length, changes), description=what, group="diagnosis"))
+        rows.append(Experiment(name, "ablation", _changed(length, changes), description=what, group="diagnosis",
+                               keep_epochs=name in _CURVES))  # fmt: skip
     return rows
 
 # Two seeds wherever the paper's difference to a neighbouring row is under 2 points (Table 4),
@@ -205,7 +210,7 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
                 log(f"{header}: training ({experiment.description}; preset {cfg.preset}), "
                     f"{_runs(len(todo) - position)} after this one")  # fmt: skip
                 train(cfg, folder, resume=True, data_root=data_root, cache_root=cache_root, progress=progress,
-                      device=device)  # fmt: skip
+                      device=device, keep_epochs=experiment.keep_epochs)  # fmt: skip
             log(f"{header}: evaluating")
             metrics = evaluate(folder, data_root=data_root, cache_root=cache_root, progress=progress, device=device)
             summary = json.loads((folder / "train.json").read_text())

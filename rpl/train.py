@@ -34,7 +34,7 @@ from . import losses
 from .data import PASCAL_CONTEXT_CLASSES, SIFTFLOW_CLASSES, PascalContext, SiftFlow
 from .metrics import ConfusionMatrix, boundary_mask
 from .models import E2S2, FCN, ModelConfig, mobilenet_v2, vgg16
-from .proposals import COLOR_SPACES, ProposalCache, RegionSet
+from .proposals import COLOR_SPACES, ProposalCache, RegionSet, ground_truth_segments
 from .proposals import cache_root as cache_root_of
 
 __all__ = ["TrainConfig", "PRESETS", "train", "distributed", "evaluate", "load_run", "prepare", "predict_labels", "predict_sample"]
@@ -262,13 +262,15 @@ def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, tra
             h, w = label.shape
             regions = regions.resampled(np.arange(h), np.arange(w)[::-1])
     label = np.ascontiguousarray(label)
+    add_ground_truth = training if ground_truth is None else ground_truth
+    segments = ground_truth_segments(label) if regions is not None and (training or add_ground_truth) else None
     if training and regions is not None:
         if cfg.proposal_iou > 0 and cfg.regions == "selective-search":  # the authors' subsampling
-            iou = regions.ground_truth_iou(label)
+            iou = regions.ground_truth_iou(label, segments)
             if iou.any():  # an image with ground truth; keep its best proposal at least
                 regions = regions.subset((iou >= cfg.proposal_iou) | (iou == iou.max()))
-    if (training if ground_truth is None else ground_truth) and regions is not None:
-        regions = regions.with_ground_truth(label, cfg.train_regions)
+    if add_ground_truth and regions is not None:
+        regions = regions.with_ground_truth(label, cfg.train_regions, segments=segments)
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
     return tensor, label, regions
 
@@ -414,8 +416,10 @@ def _barrier(world: int) -> None:
 
 
 def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_root=None,
-          cache_root=None, progress: bool = True, device: str = "cpu") -> dict:  # fmt: skip
-    """Train a model; returns the summary written to ``out/train.json``.
+          cache_root=None, progress: bool = True, device: str = "cpu", keep_epochs: bool = False) -> dict:  # fmt: skip
+    """Train a model; returns the summary written to ``out/train.json``. ``keep_epochs`` also
+    keeps every epoch's checkpoint, as ``out/epochs/epoch<n>.pt`` (for a learning curve:
+    :func:`rpl.diagnostics.learning_curve`).
 
     Under ``torchrun --nproc-per-node N`` each step's ``images_per_step`` images are shared
     out among the N ranks (image k of a step to rank k mod N), each scales its loss by
@@ -529,6 +533,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
         if rank == 0:
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                           "seconds": seconds, "config": dataclasses.asdict(cfg)}, checkpoint)  # fmt: skip
+            if keep_epochs:  # a second name for this epoch's file: the next save replaces only the first
+                kept = out / "epochs" / f"epoch{epoch + 1:03d}.pt"
+                kept.parent.mkdir(exist_ok=True)
+                kept.unlink(missing_ok=True)
+                os.link(checkpoint, kept)
     summary = {"config": dataclasses.asdict(cfg), "train_images": n, "epochs": cfg.epochs, "ranks": world,
                "train_seconds": seconds, "images_per_s": n * cfg.epochs / max(seconds, 1e-9)}  # fmt: skip
     if rank == 0:
@@ -537,10 +546,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     return summary
 
 
-def load_run(run: str | os.PathLike):
-    """(model in eval mode, config) of a finished or checkpointed run."""
+def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None):
+    """(model in eval mode, config) of a finished or checkpointed run, or of one of its kept
+    epochs' ``checkpoint`` files."""
     run = Path(run)
-    checkpoint = run / "checkpoint.pt"
+    checkpoint = run / "checkpoint.pt" if checkpoint is None else Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint} not found: is {run} a run folder written by `python -m rpl train`?")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -552,15 +562,16 @@ def load_run(run: str | os.PathLike):
 
 def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_root=None,
              progress: bool = True, device: str = "cpu", images: int | None = None,
-             ground_truth: bool = False) -> dict:  # fmt: skip
+             ground_truth: bool = False, checkpoint: str | os.PathLike | None = None) -> dict:  # fmt: skip
     """Global / class-average accuracy and mean IoU on all pixels and on 4-px boundaries, per-class
     accuracies; returned and, for the run's own test evaluation, written to ``run/metrics.json``.
 
     ``images``: evenly spaced images of the split (default: the run's ``test_images`` on the test
     split, 0 = all), on the training split taken from the images the run trained on;
-    ``ground_truth``: add each image's ground-truth regions to its proposals (a diagnosis).
-    Other splits or image counts than the run's own test evaluation write no file."""
-    model, cfg = load_run(run)
+    ``ground_truth``: add each image's ground-truth regions to its proposals (a diagnosis);
+    ``checkpoint``: a kept epoch's file (``train(keep_epochs=True)``) instead of the last.
+    Other splits, image counts or checkpoints than the run's own test evaluation write no file."""
+    model, cfg = load_run(run, checkpoint)
     model.to(device)
     dataset = training_images(cfg, data_root) if split == "train" else load_dataset(cfg, split, data_root)
     dataset = _subset(dataset, (cfg.test_images if split == "test" else 0) if images is None else images)
@@ -582,6 +593,6 @@ def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_
     }
     if ground_truth and cfg.model != "fcn":
         metrics["ground_truth_regions"] = True
-    if split == "test" and images is None and not ground_truth:
+    if split == "test" and images is None and not ground_truth and checkpoint is None:
         (Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

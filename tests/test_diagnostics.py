@@ -8,6 +8,7 @@ from rpl.__main__ import main
 from rpl.data.base import Sample
 from rpl.diagnostics import WATCHED, recipe_table, region_majorities, upper_bounds, winning_regions
 from rpl.proposals import RegionSet
+from rpl.train import evaluate
 
 
 class _Data:
@@ -105,6 +106,29 @@ def test_diagnose_cli(env, capsys):
     assert payload["git_commit"] and payload["winning_regions_train"]
     assert "test_with_ground_truth_regions: global" in capsys.readouterr().out
     assert main(["diagnose"]) == 2
+
+
+def test_learning_curve_evaluates_every_kept_epoch(env, capsys):
+    run = env / "run"
+    assert main(["train", "--preset", "quick", "--set", "epochs=2", "--set", "train_images=3", "--set",
+                 "test_images=2", "--keep-epochs", "--out", str(run)]) == 0  # fmt: skip
+    assert sorted(p.name for p in (run / "epochs").iterdir()) == ["epoch001.pt", "epoch002.pt"]
+    out = env / "curve.json"
+    assert main(["diagnose", str(run), "--curve", "--train-images", "2", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert [e["epoch"] for e in payload["epochs"]] == [1, 2] and payload["git_commit"]
+    last = evaluate(run, progress=False)  # the last kept epoch is the run's checkpoint
+    assert payload["epochs"][-1]["test"]["class_accuracy"] == last["all"]["class_accuracy"]
+    assert payload["epochs"][-1]["test"]["pole"] == last["all"]["per_class_accuracy"].get("pole")
+    assert "epoch   2: test class" in capsys.readouterr().out
+    first = evaluate(run, progress=False, checkpoint=run / "epochs" / "epoch001.pt")
+    assert payload["epochs"][0]["test"]["global_accuracy"] == first["all"]["global_accuracy"]
+    assert first["config"] == last["config"]
+    # a run without kept epochs says how to get them
+    assert main(["train", "--preset", "quick", "--set", "train_images=3", "--out", str(env / "plain")]) == 0
+    assert main(["diagnose", str(env / "plain"), "--curve"]) == 1
+    assert "--keep-epochs" in capsys.readouterr().err
+    assert main(["diagnose", "--bounds", "--curve"]) == 2
 
 
 def test_diagnose_an_fcn_measures_the_fit_only(env):

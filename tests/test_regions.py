@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from rpl.proposals import RegionSet, selective_search
+from rpl.proposals import RegionSet, ground_truth_segments, selective_search
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +161,20 @@ def test_ground_truth_iou(real):
         best = max((masks[r] & s).sum() / (masks[r] | s).sum() for s in segments)
         assert iou[r] == pytest.approx(best)
     assert (regions.ground_truth_iou(np.zeros_like(label)) == 0).all()
+
+
+def test_precomputed_segments(real):
+    """Training computes an image's segments once for the IoU filter and the ground-truth
+    regions: the same results as computing them in each call; segments of another shape refused."""
+    regions, label = real
+    segments = ground_truth_segments(label)
+    np.testing.assert_array_equal(regions.ground_truth_iou(label, segments), regions.ground_truth_iou(label))
+    for mode in ("superpixels", "exact"):
+        a, b = regions.with_ground_truth(label, mode, segments=segments), regions.with_ground_truth(label, mode)
+        np.testing.assert_array_equal(a.superpixels, b.superpixels)
+        assert (a.membership != b.membership).nnz == 0
+    with pytest.raises(ValueError, match="segments are"):
+        regions.ground_truth_iou(label, ground_truth_segments(label[1:]))
 
 
 def test_with_ground_truth_exact_atoms(real):

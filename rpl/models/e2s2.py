@@ -92,7 +92,7 @@ class RegionBatch:
         return RegionBatch(*(None if t is None else t.to(device) for t in values))
 
     @classmethod
-    def from_regions(cls, regions, stride: int, feature_shape, batch_index: int = 0, offset: float = 0.0,
+    def from_regions(cls, regions, stride: int, feature_shape, batch_index: int = 0, *, offset: float,
                      bins=None, alignment: str = "centred") -> "RegionBatch":  # fmt: skip
         """The batch of a :class:`~rpl.proposals.RegionSet` on a stride-``stride`` feature map of
         ``feature_shape`` whose cell 0 is centred on pixel ``offset``; ``bins`` (oh, ow) also
@@ -168,7 +168,7 @@ class E2S2(nn.Module):
         feature map of ``feature_shape`` (h, w): its stride, cell centres and mask kind."""
         bins = POOLED if self.config.mask == "bins" and self.config.pooling != "box" else None
         return RegionBatch.from_regions(regions, self.backbone.stride, feature_shape, batch_index,
-                                        self.backbone.offset, bins, self.config.alignment)  # fmt: skip
+                                        offset=self.backbone.offset, bins=bins, alignment=self.config.alignment)  # fmt: skip
 
     def region_scores(self, features: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
         """S[R, C]: logits of every region."""

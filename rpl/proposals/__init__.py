@@ -2,11 +2,12 @@
 
 from .cache import DEFAULT_CONFIGS, ProposalCache, ProposalConfig, cache_root
 from .felzenszwalb import felzenszwalb
-from .regions import RegionSet
+from .regions import RegionSet, ground_truth_segments
 from .selective_search import COLOR_SPACES, SIMILARITIES, Hierarchy, selective_search
 
 __all__ = [
     "RegionSet",
+    "ground_truth_segments",
     "selective_search",
     "Hierarchy",
     "felzenszwalb",

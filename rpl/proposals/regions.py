@@ -168,7 +168,8 @@ class RegionSet:
         self.params = dict(params)
         return self
 
-    def with_ground_truth(self, label, mode: str = "superpixels", min_inside: float = 0.5) -> "RegionSet":
+    def with_ground_truth(self, label, mode: str = "superpixels", min_inside: float = 0.5,
+                          segments=None) -> "RegionSet":  # fmt: skip
         """For training: add the ground-truth regions and split the cells into atoms.
 
         Ground-truth segments are the 8-connected components of each class
@@ -189,6 +190,7 @@ class RegionSet:
             mode: ``"superpixels"`` or ``"exact"``.
             min_inside: with ``"superpixels"``, the fraction of a cell's pixels that must lie in
                 the segment.
+            segments: ``ground_truth_segments(label)``, when the caller already has it.
 
         Returns:
             RegionSet whose cells are the atoms (``cell_labels`` gives their labels); the
@@ -197,7 +199,7 @@ class RegionSet:
         if mode not in ("superpixels", "exact"):
             raise ValueError(f"mode must be 'superpixels' or 'exact', got {mode!r}")
         label = np.asarray(label)
-        components, count = ground_truth_segments(label, self.shape)
+        components, count = self._segments(label, segments)
         split = components if mode == "exact" else label  # what divides a cell into atoms
         base = int(split.max()) + 1
         codes, atoms = np.unique((self.superpixels.astype(np.int64) * base + split).ravel(), return_inverse=True)
@@ -224,25 +226,34 @@ class RegionSet:
             params=self.params,
         )
 
-    def ground_truth_iou(self, label) -> np.ndarray:
+    def ground_truth_iou(self, label, segments=None) -> np.ndarray:
         """float64[R]: each region's best intersection-over-union with a ground-truth segment
-        (:func:`ground_truth_segments`); 0 for every region when nothing is labelled. The
-        authors train only on proposals with a best IoU of at least 0.1 (``ImdbE2S2.m``)."""
-        iou, _ = self.segment_ious(label)
+        (:func:`ground_truth_segments`, or ``segments`` when the caller has them); 0 for every
+        region when nothing is labelled. The authors train only on proposals with a best IoU of
+        at least 0.1 (``ImdbE2S2.m``)."""
+        iou, _ = self.segment_ious(label, segments)
         return iou.max(1) if iou.shape[1] else np.zeros(len(self))
 
-    def segment_ious(self, label) -> tuple[np.ndarray, np.ndarray]:
+    def segment_ious(self, label, segments=None) -> tuple[np.ndarray, np.ndarray]:
         """(float64[R, G], int64[G]): the intersection-over-union of every region with every
-        ground-truth segment (:func:`ground_truth_segments`, in its order), and each segment's
-        class."""
+        ground-truth segment (:func:`ground_truth_segments`, in its order, or ``segments``),
+        and each segment's class."""
         label = np.asarray(label)
-        components, count = ground_truth_segments(label, self.shape)
+        components, count = self._segments(label, segments)
         pixels = self._segment_pixels(components, count)  # [S, G]
         inter = self.membership.astype(np.int64) @ pixels
         iou = inter / (self.areas[:, None] + pixels.sum(0)[None] - inter)
         classes = np.zeros(count, dtype=np.int64)
         classes[components[components > 0] - 1] = label[components > 0]
         return iou, classes
+
+    def _segments(self, label, segments) -> tuple[np.ndarray, int]:
+        if segments is None:
+            return ground_truth_segments(label, self.shape)
+        components, count = segments
+        if components.shape != label.shape:
+            raise ValueError(f"segments are {components.shape}, label is {label.shape}")
+        return components, count
 
     def _segment_pixels(self, components, count) -> np.ndarray:
         """int64[S, G]: pixels of cell s in segment g."""
