@@ -4,8 +4,10 @@ Each table is a :class:`pandas.DataFrame` with the paper's number, ours (mean ov
 the lowest and highest seed and the seed count) and the results files the row was read from, so
 every cell can be traced. Numbers are percentages. A run without a results file gives NaN.
 
-Paper numbers are those printed in Caesar et al. (ECCV 2016) for SIFT Flow and PASCAL Context;
-the FCN-16s literature row of Table 1 is from Long et al. (CVPR 2015), Table 6.
+Paper numbers are those printed in Caesar et al. (ECCV 2016) for SIFT Flow and PASCAL Context,
+literature rows of Tables 1 and 2 included (the paper's citation numbers in brackets; where a
+work gives several results the paper reports the best of each measure); the mean IoU of
+Long et al.'s row of Table 1 (FCN-16s) is from their paper (CVPR 2015), Table 6.
 """
 
 from __future__ import annotations
@@ -18,19 +20,61 @@ import pandas as pd
 
 from .experiments import EXPERIMENTS, load_results
 
-__all__ = ["PAPER", "measure", "table1", "table2", "table3", "table4", "section43", "all_tables", "pretty",
+__all__ = ["PAPER", "LITERATURE", "measure", "table1", "table2", "table3", "table4", "section43", "all_tables", "pretty",
            "claims", "markdown", "update_readme"]
 
 NaN = math.nan
 
+# The literature rows of Tables 1 and 2, in the paper's order: (method [ref] year, class
+# accuracy, global accuracy, mean IoU); None = not reported.
+LITERATURE = {
+    "Table 1": (
+        ("Byeon et al. [41] 2015", 22.6, 68.7, None),
+        ("Gould et al. [45] 2014", 25.7, 78.4, None),
+        ("Tighe & Lazebnik [13] 2010", 29.4, 76.9, None),
+        ("Pinheiro & Collobert [25] 2014", 30.0, 76.5, None),
+        ("Gatta et al. [46] 2014", 32.1, 78.7, None),
+        ("Singh & Kosecka [47] 2013", 33.8, 79.2, None),
+        ("Shuai et al. [42] 2015", 39.7, 80.1, None),
+        ("Tighe & Lazebnik [14] 2013", 41.1, 78.6, None),
+        ("Kekeç et al. [40] 2014", 45.8, 70.4, None),
+        ("Sharma et al. [11] 2014", 48.0, 79.6, None),
+        ("Yang et al. [16] 2014", 48.7, 79.8, None),
+        ("George [5] 2015", 50.1, 81.7, None),
+        ("Farabet et al. [21] 2013", 50.8, 78.5, None),
+        ("Long et al. (FCN) [23] 2015", 51.7, 85.2, 39.5),
+        ("Sharma et al. [12] 2015", 52.8, 80.9, None),
+        ("Caesar et al. [2] 2015", 55.6, None, None),
+        ("Eigen & Fergus [20] 2015", 55.7, 86.8, None),
+    ),
+    "Table 2": (
+        ("O2P (errata of Mottaghi et al.) [3] 2012", None, None, 18.1),
+        ("Dai et al. (CFM) [4] 2015", None, None, 34.4),
+        ("Long et al. (FCN) [23] 2015", 46.5, 65.9, 35.1),
+        ("Dai et al. (BoxSup) [19] 2015", None, None, 35.7),
+        ("Zheng et al. (CRF-RNN) [26] 2015", None, None, 39.3),
+        ("Dai et al. (BoxSup, additional boxes) [19] 2015", None, None, 40.5),
+    ),
+}
+
+
+def _literature(table: str) -> dict:
+    keys = ("class_accuracy", "global_accuracy", "mean_iou")
+    return {(table, row): {k: v for k, v in zip(keys, values) if v is not None}
+            for row, *values in LITERATURE[table]}  # fmt: skip
+
+
 # Published numbers (percent). Keys: (table, row) -> {measure: value}.
 PAPER = {
-    ("Table 1", "FCN-16s (Long et al. 2015)"): {"class_accuracy": 51.7, "global_accuracy": 85.2, "mean_iou": 39.5},
+    **_literature("Table 1"),
     ("Table 1", "Ours, balanced loss"): {"class_accuracy": 64.0},
     ("Table 1", "Ours, unbalanced loss"): {"global_accuracy": 84.3},
+    **_literature("Table 2"),
     ("Table 2", "Ours"): {"class_accuracy": 49.9, "global_accuracy": 62.4, "mean_iou": 32.5},
     ("Table 3", "FCN-16s"): {"class_accuracy": 49.3, "boundary_class_accuracy": 37.9},
     ("Table 3", "Ours"): {"class_accuracy": 64.0, "boundary_class_accuracy": 57.3},
+    ("Table 3", "FCN-16s, PASCAL Context"): {"class_accuracy": 48.1, "boundary_class_accuracy": 34.0},
+    ("Table 3", "Ours, PASCAL Context"): {"class_accuracy": 49.9, "boundary_class_accuracy": 38.9},
     ("Table 4", "Box (bbox)"): {"class_accuracy": 62.3},
     ("Table 4", "Free-form (region)"): {"class_accuracy": 62.8},
     ("Table 4", "Region + box, tied"): {"class_accuracy": 63.4},
@@ -54,6 +98,7 @@ OURS = {
     ("Table 3", "FCN-16s"): "fcn_cpu_unbalanced",
     ("Table 3", "FCN-16s, balanced loss (like for like)"): "fcn_cpu",
     ("Table 3", "Ours"): "e2s2_cpu",
+    ("Table 3", "Ours, PASCAL Context"): "pascal-context_cpu",
     ("Table 4", "Box (bbox)"): "ablation_box",
     ("Table 4", "Free-form (region)"): "ablation_free-form",
     ("Table 4", "Region + box, tied"): "ablation_both-tied",
@@ -67,8 +112,12 @@ OURS = {
 }
 
 
+LITERATURE_ROW = "(literature)"  # the results column of a row with no experiment of ours
+
 # Paper rows we cannot run here, and why.
-NOT_HERE = {("Table 2", "Ours"): "needs the PASCAL Context training set (only a 50-image val sample here)"}
+_NO_PASCAL = "needs the PASCAL Context training set (only a 50-image val sample here)"
+NOT_HERE = {("Table 2", "Ours"): _NO_PASCAL, ("Table 3", "Ours, PASCAL Context"): _NO_PASCAL,
+            ("Table 3", "FCN-16s, PASCAL Context"): _NO_PASCAL}  # fmt: skip
 
 
 def measure(payload: dict, key: str) -> float:
@@ -101,13 +150,15 @@ def _table(results: dict, table: str, keys: tuple) -> pd.DataFrame:
     for (t, row), _ in OURS.items():
         if t == table and (t, row) not in PAPER:
             rows.append((row, {}))
+    rows.sort(key=lambda r: r[0].endswith(", PASCAL Context"))  # Table 3: SIFT Flow's rows first
     records = []
     for row, paper in rows:
         for key in keys:
             record = {"row": row, "measure": key, "paper": paper.get(key, NaN)}
             experiment = OURS.get((table, row))
             if experiment is None:
-                record.update(ours=NaN, ours_min=NaN, ours_max=NaN, seeds=0, preset="", results="(literature)")
+                record.update(ours=NaN, ours_min=NaN, ours_max=NaN, seeds=0, preset="",
+                              results=NOT_HERE.get((table, row), LITERATURE_ROW))  # fmt: skip
             else:
                 record.update(_ours(results, experiment, key))
                 if record["seeds"] == 0 and (table, row) in NOT_HERE:
@@ -123,7 +174,7 @@ def table1(results: dict) -> pd.DataFrame:
 
 
 def table2(results: dict) -> pd.DataFrame:
-    """PASCAL Context: the paper's numbers (ours need the PASCAL Context training set)."""
+    """PASCAL Context, with the literature rows (ours need the PASCAL Context training set)."""
     return _table(results, "Table 2", ("class_accuracy", "global_accuracy", "mean_iou"))
 
 
@@ -172,13 +223,21 @@ MEASURE_NAMES = {
 
 
 def markdown(results_dir="results") -> str:
-    """One Markdown table of every row, paper versus ours, with the results files: the README's."""
+    """One Markdown table of every row, paper versus ours, with the results files: the README's.
+    A literature row takes one line, its measures side by side."""
     lines = ["| table | row | measure | paper | ours | preset | results |", "|---|---|---|---|---|---|---|"]
     for title, frame in all_tables(results_dir).items():
-        for r in frame.itertuples():
-            if math.isnan(r.paper) and math.isnan(r.ours):
+        for row, group in frame.groupby("row", sort=False):
+            if (group["results"] == LITERATURE_ROW).all():
+                group = group[group["paper"].notna()]
+                measures = " / ".join(MEASURE_NAMES[m].removesuffix(" acc.") for m in group["measure"])
+                paper = " / ".join(_cell(v) for v in group["paper"])
+                lines.append(f"| {title} | {row} | {measures} | {paper} | – |  | {LITERATURE_ROW} |")
                 continue
-            lines.append(f"| {title} | {r.row} | {MEASURE_NAMES[r.measure]} | {_cell(r.paper)} | "
+            for r in group.itertuples():
+                if math.isnan(r.paper) and math.isnan(r.ours):
+                    continue
+                lines.append(f"| {title} | {r.row} | {MEASURE_NAMES[r.measure]} | {_cell(r.paper)} | "
                          f"{_cell(r.ours, r.ours_min, r.ours_max, r.seeds)} | {r.preset} | {r.results} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 

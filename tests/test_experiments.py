@@ -168,6 +168,33 @@ def test_tables_and_claims_from_results_files(tmp_path):
     assert claims.loc["ablation_both-separate", "reproduces"] == ""
     text = tables.markdown(tmp_path)
     assert "| Table 4 | Free-form (region) | class acc. | 62.8 | 42.0 (40.0–44.0) |" in text
+    # a literature row on one line; the paper's PASCAL Context rows say why ours are missing
+    assert "| Table 1 | Long et al. (FCN) [23] 2015 | class / global / mIoU | 51.7 / 85.2 / 39.5 | – |" in text
+    assert "| Table 3 | FCN-16s, PASCAL Context | class acc. | 48.1 | – |  | needs the PASCAL Context" in text
+
+
+def _transcribed(md: str, title: str) -> list[tuple]:
+    """(method [ref] year, numbers...) of a table of ../shared/paper/tables.md, "Ours" left out."""
+    section = md.split(f"## {title} ")[1].split("\n## ")[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] not in ("method", "Ours") and not cells[0].startswith("---"):
+            rows.append((f"{cells[0]} {cells[1]} {cells[2]}", *(None if c == "–" else float(c) for c in cells[3:])))
+    return rows
+
+
+def test_literature_rows_are_the_papers():
+    md = Path(__file__).parents[2] / "shared" / "paper" / "tables.md"
+    if not md.is_file():
+        pytest.skip(f"the paper's transcribed tables are not at {md}")
+    text = md.read_text()
+    assert [r[:3] for r in tables.LITERATURE["Table 1"]] == _transcribed(text, "Table 1")  # class, global
+    assert list(tables.LITERATURE["Table 2"]) == _transcribed(text, "Table 2")
+    frame = tables.all_tables(Path(__file__).parents[1] / "results")["Table 1"]
+    literature = frame[frame["results"] == "(literature)"]
+    assert list(dict.fromkeys(literature["row"])) == [r[0] for r in tables.LITERATURE["Table 1"]]
+    assert frame["row"].iloc[-1].startswith("Ours")  # ours after the literature, as in the paper
 
 
 def test_readme_results_table_matches_the_results_files(monkeypatch):
