@@ -112,8 +112,8 @@ EXPERIMENTS = {
                    "region + box, tied weights"),  # fmt: skip
         Experiment("ablation_both-separate", "ablation", ("pooling=both", "combine=separate"), (0, 1),
                    "region + box, separate weights"),  # fmt: skip
-        Experiment("ablation_rectangles", "ablation", ("regions=rectangles",),
-                   description="purely rectangular: bounding boxes as the regions"),  # fmt: skip
+        Experiment("ablation_rectangles", "ablation", ("regions=rectangles", "train_regions=boxes"),
+                   description="purely rectangular: bounding boxes as the regions, the ground truth's too"),  # fmt: skip
         Experiment("ablation_unbalanced", "ablation", ("loss=unbalanced",), description="unbalanced pixel loss"),
         Experiment("ablation_baseline", "ablation", ("model=baseline",),
                    description="region classification baseline: box pooling, region loss, Eq. 1"),  # fmt: skip

@@ -47,8 +47,9 @@ DATASETS = {
 }
 REGION_KINDS = ("selective-search", "superpixels", "rectangles")
 # Ground-truth regions at training (RegionSet.with_ground_truth): the authors' unions of
-# superpixels, or the exact segments (rpl before issue 12).
-TRAIN_REGIONS = ("superpixels", "exact")
+# superpixels, the exact segments (rpl before issue 12), or, for regions=rectangles only, the
+# segments' bounding boxes (Table 4's purely rectangular row).
+TRAIN_REGIONS = ("superpixels", "exact", "boxes")
 # Settings only the region models read: an FCN run does not depend on them.
 REGION_SETTINGS = ("pooling", "combine", "order", "neck", "head", "dropout", "regions", "color_spaces", "mask",
                    "train_regions", "proposal_iou")  # fmt: skip
@@ -109,6 +110,9 @@ class TrainConfig:
             raise ValueError(f"loss must be 'balanced' or 'unbalanced', got {self.loss!r}")
         if self.train_regions not in TRAIN_REGIONS:
             raise ValueError(f"train_regions must be one of {TRAIN_REGIONS}, got {self.train_regions!r}")
+        if self.train_regions == "boxes" and self.regions != "rectangles":
+            raise ValueError(f"train_regions=boxes needs regions=rectangles (purely rectangular), got "
+                             f"regions={self.regions}")  # fmt: skip
         if not 0 <= self.proposal_iou <= 1:
             raise ValueError(f"proposal_iou must be in [0, 1] (0: keep every proposal), got {self.proposal_iou!r}")
         if self.output_stride not in (8, 16) or (self.backbone == "vgg16" and self.output_stride != 16):

@@ -163,6 +163,36 @@ def test_ground_truth_iou(real):
     assert (regions.ground_truth_iou(np.zeros_like(label)) == 0).all()
 
 
+def _is_box(mask):
+    ys, xs = np.nonzero(mask)
+    return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].all()
+
+
+def test_with_ground_truth_boxes(real):
+    """Purely rectangular training regions: each segment's bounding box is added, the
+    proposals' boxes stay, every region is a filled box and every atom has one label."""
+    regions, label = real
+    rects = RegionSet.from_boxes(regions.boxes[::7], regions.shape)
+    train = rects.with_ground_truth(label, "boxes")
+    masks = train.masks()
+    n = len(rects)
+    np.testing.assert_array_equal(masks[:n], rects.masks())
+    expected = []
+    for seg in brute_segments(label):
+        box = np.zeros(label.shape, bool)
+        ys, xs = np.nonzero(seg)
+        box[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
+        expected.append(box.tobytes())
+    assert train.is_ground_truth[n:].all() and not train.is_ground_truth[:n].any()
+    assert sorted(m.tobytes() for m in masks[n:]) == sorted(expected)
+    assert all(_is_box(m) for m in masks)
+    np.testing.assert_array_equal(train.cell_labels[train.superpixels], label)
+    empty = rects.with_ground_truth(np.zeros_like(label), "boxes")  # nothing labelled: no box added
+    assert len(empty) == n
+    with pytest.raises(ValueError, match="purely rectangular"):
+        regions.with_ground_truth(label, "boxes")
+
+
 def test_precomputed_segments(real):
     """Training computes an image's segments once for the IoU filter and the ground-truth
     regions: the same results as computing them in each call; segments of another shape refused."""

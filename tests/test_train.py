@@ -31,7 +31,8 @@ def test_quick_train_and_evaluate(env, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model, options", [("baseline", []), ("fcn", []), ("e2s2", ["regions=rectangles"]),
+@pytest.mark.parametrize("model, options", [("baseline", []), ("fcn", []),
+                                            ("e2s2", ["regions=rectangles", "train_regions=boxes"]),
                                             ("e2s2", ["regions=superpixels", "loss=unbalanced"])])  # fmt: skip
 def test_other_models_and_variants_train(env, model, options):
     cfg = PRESETS["quick"].with_overrides([f"model={model}", "train_images=5", "test_images=2", *options])
@@ -68,6 +69,14 @@ def test_training_regions_follow_the_recipe(real_siftflow):
         assert regions.is_ground_truth.sum() == expected.is_ground_truth.sum()
     _, _, test_regions = prepare(sample, proposals, PRESETS["cpu"], False, training=False)
     assert len(test_regions) == len(proposals) and not test_regions.is_ground_truth.any()
+    # purely rectangular (Table 4): the ground truth is added as boxes, flipped or not
+    for flip in (False, True):
+        rectangular = PRESETS["cpu"].with_overrides(["regions=rectangles", "train_regions=boxes"])
+        _, label, rects = prepare(sample, proposals, rectangular, flip, training=True)
+        assert rects.is_ground_truth.sum() > 0 and len(rects) == len(proposals) + rects.is_ground_truth.sum()
+        for mask in rects.masks():
+            ys, xs = np.nonzero(mask)
+            assert mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].all()
 
 
 def test_checkpoints_from_before_the_recipe_options_load_as_trained(env):
@@ -92,7 +101,8 @@ def test_overrides_are_typed_and_checked():
         cfg.with_overrides(["nonsense=1"])
     with pytest.raises(ValueError, match="pooling"):
         TrainConfig(pooling="round")
-    for bad, match in (("train_regions=boxes", "train_regions"), ("proposal_iou=2", "proposal_iou"),
+    for bad, match in (("train_regions=pixels", "train_regions"), ("train_regions=boxes", "needs regions=rectangles"),
+                       ("proposal_iou=2", "proposal_iou"),
                        ("output_stride=4", "output_stride"), ("mask=pixels", "mask"), ("alignment=off", "alignment"),
                        ("dropout=1", "dropout")):  # fmt: skip
         with pytest.raises(ValueError, match=match):

@@ -173,7 +173,7 @@ class RegionSet:
         """For training: add the ground-truth regions and split the cells into atoms.
 
         Ground-truth segments are the 8-connected components of each class
-        (:func:`ground_truth_segments`). Two ways to turn them into regions:
+        (:func:`ground_truth_segments`). Three ways to turn them into regions:
 
         * ``"superpixels"`` (the authors' code, ``ImdbE2S2.m``): a segment's region is the union
           of the cells that lie at least ``min_inside`` inside it; segments with no such cell are
@@ -181,13 +181,16 @@ class RegionSet:
           cell × label: the per-label pixel counts of each cell, which share all its scores.
         * ``"exact"``: the segments themselves; the atoms are cell ∩ segment (or ∩ the void
           pixels), so a ground-truth region may split a cell (rpl before issue 12).
+        * ``"boxes"``, for purely rectangular regions (:meth:`from_boxes`, Table 4): each
+          segment's bounding box; the cells become the pieces that all boxes, the proposals'
+          and the segments', cut the image into, and the atoms are cell × label.
 
         Either way each atom has one label, the atoms partition the image and every region is a
         union of atoms (the paper's Sec. 3.5).
 
         Args:
             label (ndarray[H, W] int): ground truth, 0 = void.
-            mode: ``"superpixels"`` or ``"exact"``.
+            mode: ``"superpixels"``, ``"exact"`` or ``"boxes"``.
             min_inside: with ``"superpixels"``, the fraction of a cell's pixels that must lie in
                 the segment.
             segments: ``ground_truth_segments(label)``, when the caller already has it.
@@ -196,13 +199,22 @@ class RegionSet:
             RegionSet whose cells are the atoms (``cell_labels`` gives their labels); the
             proposals come first, then the ground-truth regions (``is_ground_truth``).
         """
-        if mode not in ("superpixels", "exact"):
-            raise ValueError(f"mode must be 'superpixels' or 'exact', got {mode!r}")
+        if mode not in ("superpixels", "exact", "boxes"):
+            raise ValueError(f"mode must be 'superpixels', 'exact' or 'boxes', got {mode!r}")
+        if mode == "boxes" and self.params.get("kind") != "boxes":
+            raise ValueError("mode='boxes' adds boxes to purely rectangular regions (RegionSet.from_boxes), "
+                             f"not to regions of kind {self.params.get('kind', 'selective-search')!r}")  # fmt: skip
         label = np.asarray(label)
         components, count = self._segments(label, segments)
+        cells, proposals = self.superpixels, self.membership
+        if mode == "boxes":
+            found = ndimage.find_objects(components)  # the segments 1..count, as slices
+            boxes = np.array([[x.start, y.start, x.stop - 1, y.stop - 1] for y, x in found], np.int64).reshape(-1, 4)
+            rects = RegionSet.from_boxes(np.concatenate([self.boxes, boxes]), self.shape)
+            cells, proposals, boxed = rects.superpixels, rects.membership[: len(self)], rects.membership[len(self) :]
         split = components if mode == "exact" else label  # what divides a cell into atoms
         base = int(split.max()) + 1
-        codes, atoms = np.unique((self.superpixels.astype(np.int64) * base + split).ravel(), return_inverse=True)
+        codes, atoms = np.unique((cells.astype(np.int64) * base + split).ravel(), return_inverse=True)
         atoms = atoms.reshape(label.shape)
         atom_labels = np.zeros(len(codes), dtype=np.int64)
         atom_labels[atoms.ravel()] = label.ravel()
@@ -214,10 +226,12 @@ class RegionSet:
                 (np.ones(len(gt_rows), bool), (gt_rows, np.flatnonzero(atom_component > 0))),
                 shape=(count, len(codes)),
             )
+        elif mode == "boxes":
+            gt = boxed[:, atom_cell]
         else:
             inside = self._segment_pixels(components, count) >= min_inside * self.cell_areas[:, None]  # [S, G]
             gt = sp.csr_array(inside.T[inside.any(axis=0)])[:, atom_cell]
-        proposals = self.membership[:, atom_cell]  # a proposal holds every atom of its cells
+        proposals = proposals[:, atom_cell]  # a proposal holds every atom of its cells
         return RegionSet(
             atoms,
             sp.vstack([proposals, gt], format="csr"),
