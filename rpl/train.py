@@ -40,6 +40,8 @@ from .proposals import cache_root as cache_root_of
 __all__ = ["TrainConfig", "PRESETS", "train", "distributed", "evaluate", "load_run", "prepare", "predict_labels", "predict_sample"]
 
 MODELS = ("e2s2", "baseline", "fcn")
+BACKBONES = ("mobilenet_v2", "vgg16")
+PRESET_NAMES = ("quick", "cpu", "ablation", "paper")  # PRESETS, below
 # name -> (class, training split, test split, class names)
 DATASETS = {
     "siftflow": (SiftFlow, "train", "test", SIFTFLOW_CLASSES),
@@ -98,6 +100,14 @@ class TrainConfig:
     dropout: float = 0.5  # after fc6 and fc7 (ModelConfig.dropout)
 
     def __post_init__(self):
+        self._check_numbers()
+        if self.preset not in PRESET_NAMES:
+            raise ValueError(f"preset must be one of {PRESET_NAMES}, got {self.preset!r}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if not self.color_spaces or any(c not in COLOR_SPACES for c in self.color_spaces):
+            raise ValueError(f"color_spaces must be a comma-separated subset of {','.join(COLOR_SPACES)}, "
+                             f"got {','.join(self.color_spaces)!r}")  # fmt: skip
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
         if self.model not in MODELS:
@@ -128,6 +138,22 @@ class TrainConfig:
         self.color_spaces = tuple(self.color_spaces)
         self.model_config()  # validates pooling/combine/order
 
+    def _check_numbers(self) -> None:
+        """Every numeric setting in its range; the error names the key, the value and the range."""
+        at_least = {"epochs": 1, "images_per_step": 1, "head": 1, "lr_drop_epoch": 0, "train_images": 0,
+                    "test_images": 0, "image_size": 0, "neck": 0, "seed": 0}  # fmt: skip
+        for key, low in at_least.items():
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+        for key in ("lr", "head_lr_mult", "weight_decay", "momentum"):
+            value = getattr(self, key)
+            positive = key in ("lr", "head_lr_mult")
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+                raise ValueError(f"{key} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+
     def model_config(self) -> ModelConfig:
         if self.model == "baseline":  # Fig. 2b: box pooling, region loss, Eq. 1 at test time
             return ModelConfig("box", self.combine, "softmax-max", self.neck, self.head, self.dropout,
@@ -145,11 +171,15 @@ class TrainConfig:
                 raise ValueError(f"--set {pair!r}: expected key=value with key in {sorted(types)}")
             kind = types[key]
             if kind == "bool":
+                if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                    raise ValueError(f"--set {pair!r}: {key} takes true or false (1/0, yes/no)")
                 changes[key] = value.lower() in ("1", "true", "yes")
-            elif kind == "int":
-                changes[key] = int(value)
-            elif kind == "float":
-                changes[key] = float(value)
+            elif kind in ("int", "float"):
+                try:
+                    changes[key] = int(value) if kind == "int" else float(value)
+                except ValueError:
+                    raise ValueError(f"--set {pair!r}: {key} takes {'an integer' if kind == 'int' else 'a number'}, "
+                                     f"got {value!r}") from None  # fmt: skip
             elif kind == "tuple":
                 changes[key] = tuple(v for v in value.split(",") if v)
             else:

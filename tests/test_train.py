@@ -109,6 +109,35 @@ def test_overrides_are_typed_and_checked():
             cfg.with_overrides([bad])
 
 
+@pytest.mark.parametrize("bad, match", [
+    ("epochs=-1", r"epochs must be an integer >= 1, got -1"), ("epochs=0", "epochs must be"),
+    ("epochs=abc", r"epochs takes an integer, got 'abc'"), ("images_per_step=0", "images_per_step must be"),
+    ("images_per_step=-3", "images_per_step must be"), ("train_images=-5", "train_images must be"),
+    ("head=0", "head must be"), ("neck=-1", "neck must be"), ("lr=nan", "lr must be a finite number > 0"),
+    ("lr=inf", "lr must be a finite"), ("lr=0", "lr must be"), ("lr=x", "lr takes a number"),
+    ("head_lr_mult=-1", "head_lr_mult must be"), ("weight_decay=nan", "weight_decay must be"),
+    ("momentum=1", r"momentum must be in \[0, 1\)"), ("color_spaces=", "color_spaces must be"),
+    ("color_spaces=rgb,xyz", "color_spaces must be"), ("backbone=resnet", "backbone must be one of"),
+    ("flip=maybe", "flip takes true or false"), ("preset=bogus", "preset must be one of"),
+    ("seed=-2", "seed must be"), ("image_size=-1", "image_size must be"),
+])  # fmt: skip
+def test_every_setting_is_checked_and_the_error_names_it(bad, match):
+    with pytest.raises(ValueError, match=match):
+        PRESETS["cpu"].with_overrides([bad])
+
+
+def test_the_preset_names_are_the_presets():
+    from rpl.train import PRESET_NAMES
+
+    assert tuple(PRESETS) == PRESET_NAMES and all(cfg.preset == name for name, cfg in PRESETS.items())
+
+
+def test_a_bad_setting_on_the_command_line_writes_nothing(env, capsys):
+    assert main(["train", "--preset", "quick", "--set", "images_per_step=0", "--out", str(env / "run")]) == 1
+    assert "images_per_step must be an integer >= 1" in capsys.readouterr().err
+    assert not (env / "run").exists()
+
+
 def test_resume_after_kill_9_ends_where_an_uninterrupted_run_ends(env):
     """Every training in a fresh process of its own, one thread each for PyTorch and Numba: the
     resumed run repeats the uninterrupted one bit for bit, parameters and logged losses. (With
