@@ -68,16 +68,16 @@ _STEPS = (
 )
 
 
-# Then one lever at a time on today's default recipe (recipe2's settings), same length.
+# Then one lever at a time on today's default recipe (recipe2's settings), same length; the last
+# field: other Experiment settings (seeds; keep_epochs for accuracy against training length).
 _LEVERS = (
-    ("lever_dropout0", ("dropout=0",), "the default recipe without dropout after fc6 and fc7"),
-    ("lever_25-epochs", ("epochs=25", "lr_drop_epoch=18"), "the default recipe trained 25 epochs, as the authors"),
-    ("lever_separate", ("pooling=both", "combine=separate"), "the paper's model: region + box, separate weights"),
-    ("lever_lr-1e-3", ("lr=1e-3",), "the default recipe at 3.3x the learning rate (fc layers and classifier at 1e-2)"),
-)
-
-# Rows whose every epoch is kept, for accuracy against training length (`diagnose --curve`).
-_CURVES = {"lever_25-epochs"}
+    ("lever_dropout0", ("dropout=0",), "the default recipe without dropout after fc6 and fc7", {"seeds": (0, 1)}),
+    ("lever_25-epochs", ("epochs=25", "lr_drop_epoch=18"), "the default recipe trained 25 epochs, as the authors",
+     {"keep_epochs": True}),
+    ("lever_separate", ("pooling=both", "combine=separate"), "the paper's model: region + box, separate weights", {}),
+    ("lever_lr-1e-3", ("lr=1e-3",), "the default recipe at 3.3x the learning rate (fc layers and classifier at 1e-2)",
+     {}),
+)  # fmt: skip
 
 
 def _changed(settings: tuple, changes: tuple) -> tuple:
@@ -92,9 +92,9 @@ def _recipe_rows() -> list[Experiment]:
     for name, changes, what in _STEPS:
         settings = _changed(settings, changes)
         rows.append(Experiment(name, "ablation", settings, description=what, group="diagnosis"))
-    for name, changes, what in _LEVERS:
+    for name, changes, what, extra in _LEVERS:
         rows.append(Experiment(name, "ablation", _changed(length, changes), description=what, group="diagnosis",
-                               keep_epochs=name in _CURVES))  # fmt: skip
+                               **extra))  # fmt: skip
     return rows
 
 # Two seeds wherever the paper's difference to a neighbouring row is under 2 points (Table 4),
