@@ -30,7 +30,7 @@ def test_the_recipe_rows_change_one_thing_each_and_are_not_in_the_paper_runs():
     assert [e.name for e in rows][:2] == ["recipe0_legacy", "recipe1_centred"]
     # each lever changes one setting of today's default recipe (recipe2's)
     default = dataclasses.asdict(EXPERIMENTS["recipe2_authors-regions"].config())
-    for name, changes, _ in experiments._LEVERS:
+    for name, changes, _, _ in experiments._LEVERS:
         changed = {k for k, v in dataclasses.asdict(EXPERIMENTS[name].config()).items() if default[k] != v}
         assert EXPERIMENTS[name].group == "diagnosis" and changed == {c.split("=")[0] for c in changes}, name
     for before, after in zip(rows, rows[1:]):
