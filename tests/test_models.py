@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -118,6 +119,24 @@ def test_every_variant_runs_and_trains_the_backbone(config):
         assert torch.all((scores >= 0) & (scores <= 1))
     scores.sum().backward()
     assert model.backbone.body[0][0].weight.grad.abs().sum() > 0
+    assert model.predict(image, batch).shape == (64, 64)
+
+
+def test_regions_from_any_masks_go_through_the_model():
+    """RegionSet.from_masks: hand-drawn overlapping masks, part of the image in none, give
+    scores for every atom, a label map and gradients."""
+    torch.manual_seed(0)
+    model = E2S2(mobilenet_v2(None), 3, ModelConfig("free-form", neck=8, head=16)).train()
+    yy, xx = np.mgrid[:64, :64]
+    masks = np.stack([(yy - 20) ** 2 + (xx - 20) ** 2 < 15**2, xx > 30, (yy > 40) & (xx < 50)])
+    regions = RegionSet.from_masks(masks)
+    image = torch.rand(1, 3, 64, 64)
+    features = model.features(image)
+    batch = model.region_batch(regions, features.shape[-2:])
+    scores = model.atom_scores(model.region_scores(features, batch), batch)
+    assert scores.shape == (regions.num_cells, 3) and torch.isfinite(scores).all()
+    scores.sum().backward()
+    assert model.classifier.weight.grad.abs().sum() > 0
     assert model.predict(image, batch).shape == (64, 64)
 
 

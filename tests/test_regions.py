@@ -193,6 +193,32 @@ def test_with_ground_truth_boxes(real):
         regions.with_ground_truth(label, "boxes")
 
 
+def test_from_masks_gives_back_the_masks(real):
+    """Any masks become regions over the cells they induce: a real proposal set's masks come
+    back unchanged, box masks give from_boxes' regions, pixels in no mask belong to no region."""
+    regions, _ = real
+    again = RegionSet.from_masks(regions.masks())
+    np.testing.assert_array_equal(again.masks(), regions.masks())
+    assert again.num_cells <= regions.num_cells and again.params["kind"] == "masks"
+    rects = RegionSet.from_boxes(regions.boxes[::5], regions.shape)
+    boxed = RegionSet.from_masks(rects.masks())
+    np.testing.assert_array_equal(boxed.superpixels, rects.superpixels)
+    assert (boxed.membership != rects.membership).nnz == 0
+    masks = np.zeros((2, 4, 5), bool)
+    masks[0, :2] = True
+    masks[1, 1:3, 1:] = True  # overlaps the first; row 3 in no mask
+    two = RegionSet.from_masks(masks)
+    np.testing.assert_array_equal(two.masks(), masks)
+    assert two.num_cells == 4  # first only, both, second only, neither
+    uncovered = two.superpixels[3, 0]
+    assert not two.membership.toarray()[:, uncovered].any()
+    for bad in (masks.astype(np.uint8), masks[0], masks[:0]):
+        with pytest.raises(ValueError, match="non-empty bool array"):
+            RegionSet.from_masks(bad)
+    with pytest.raises(ValueError, match="mask 1 is empty"):
+        RegionSet.from_masks(np.stack([masks[0], np.zeros_like(masks[0])]))
+
+
 def test_precomputed_segments(real):
     """Training computes an image's segments once for the IoU filter and the ground-truth
     regions: the same results as computing them in each call; segments of another shape refused."""

@@ -139,11 +139,38 @@ class RegionSet:
         bits = np.zeros((h, w, (len(boxes) + 7) // 8), dtype=np.uint8)
         for i, (x1, y1, x2, y2) in enumerate(boxes):
             bits[y1 : y2 + 1, x1 : x2 + 1, i // 8] |= np.uint8(1 << (7 - i % 8))
+        return cls._from_bits(bits, len(boxes), {"kind": "boxes"})
+
+    @classmethod
+    def from_masks(cls, masks, params=None) -> "RegionSet":
+        """Regions given as boolean masks, from any source, overlapping or not.
+
+        The cells are the pieces the masks cut the image into (pixels inside exactly the same
+        masks; pixels in no mask are cells of no region), so both layers take any proposals.
+
+        Args:
+            masks (ndarray[R, H, W] bool): one mask per region, none empty.
+            params (dict, optional): how the masks were made (saved with them).
+        """
+        masks = np.asarray(masks)
+        if masks.ndim != 3 or masks.dtype != bool or masks.shape[0] == 0:
+            raise ValueError(f"masks must be a non-empty bool array [R, H, W], got {masks.dtype} {masks.shape}")
+        empty = ~masks.reshape(len(masks), -1).any(axis=1)
+        if empty.any():
+            raise ValueError(f"mask {int(np.argmax(empty))} is empty: every region needs a pixel")
+        bits = np.moveaxis(np.packbits(masks, axis=0), 0, -1)  # [H, W, ceil(R / 8)], region i at bit 7 - i % 8
+        return cls._from_bits(bits, len(masks), {"kind": "masks", **(params or {})})
+
+    @classmethod
+    def _from_bits(cls, bits, count: int, params: dict) -> "RegionSet":
+        """Regions from ``bits`` [H, W, B] uint8, bit 7 - i % 8 of byte i // 8 set where
+        region i holds the pixel: one cell per distinct set of regions."""
+        h, w, _ = bits.shape
         rows = np.ascontiguousarray(bits.reshape(h * w, -1))
         keys = rows.view(np.dtype((np.void, rows.shape[1]))).ravel()  # one bytes key per pixel: a fast 1-D unique
         _, first, cells = np.unique(keys, return_index=True, return_inverse=True)
-        inside = np.unpackbits(rows[first], axis=1)[:, : len(boxes)].astype(bool)  # [S, R]
-        return cls(cells.reshape(h, w), inside.T, params={"kind": "boxes"})
+        inside = np.unpackbits(rows[first], axis=1)[:, :count].astype(bool)  # [S, R]
+        return cls(cells.reshape(h, w), inside.T, params=params)
 
     def subset(self, index) -> "RegionSet":
         """The regions selected by ``index`` (indices or a bool mask), same cells."""
