@@ -187,6 +187,28 @@ def test_ties_go_to_the_lowest_region():
     assert g.tolist() == [[0.0, 1.0], [2.0, 1.0], [0.0, 0.0]]
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_sparse_membership_is_read_by_its_values_and_checked(device):
+    """An explicitly stored False is no member (as to_dense reads it); column indices outside
+    0..R-1, non-bool values and zero classes are refused instead of read out of bounds."""
+    scores = torch.tensor([[1.0, 0.0], [3.0, -1.0], [2.0, 5.0]], device=device)
+    crow, col = torch.tensor([0, 2, 3, 3]), torch.tensor([0, 1, 2])
+    member = torch.sparse_csr_tensor(crow, col, torch.tensor([True, False, True]), (3, 3)).to(device)
+    out, winners = region_to_pixel(scores, member, return_winners=True)
+    ref, ref_winners = reference.region_to_pixel(scores, member, return_winners=True)
+    assert torch.equal(out, ref) and torch.equal(winners, ref_winners)
+    assert winners.tolist() == [[0, 0], [2, 2], [-1, -1]]  # region 1 is no member of atom 0
+    for bad_col in ([0, 1, 3], [0, -1, 2]):
+        bad = torch.sparse_csr_tensor(crow, torch.tensor(bad_col), torch.ones(3, dtype=torch.bool), (3, 3),
+                                      check_invariants=False).to(device)  # fmt: skip
+        with pytest.raises(ValueError, match="column indices must be regions 0..2"):
+            region_to_pixel(scores, bad)
+    with pytest.raises(TypeError, match="bool"):
+        region_to_pixel(scores, torch.sparse_csr_tensor(crow, col, torch.ones(3), (3, 3)).to(device))
+    with pytest.raises(ValueError, match="at least one class"):
+        region_to_pixel(scores[:, :0], member)
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_region_to_pixel_gradcheck(seed):
     rng = np.random.default_rng(seed)

@@ -47,9 +47,18 @@ def roi_bins(boxes: torch.Tensor, output_size: tuple[int, int], spatial_scale: f
 
 
 def membership_csr(membership: torch.Tensor, num_regions: int | None = None):
-    """(indptr, indices) int64 of an atom × region membership, dense bool or sparse CSR."""
+    """(indptr, indices) int64 of an atom × region membership, dense bool or sparse CSR (an
+    explicitly stored False is no member)."""
     if membership.layout == torch.sparse_csr:
-        return membership.crow_indices().to(torch.int64), membership.col_indices().to(torch.int64)
+        indptr, indices = membership.crow_indices().to(torch.int64), membership.col_indices().to(torch.int64)
+        member = membership.values().to(torch.bool)
+        if bool(member.all()):
+            return indptr, indices
+        rows = torch.repeat_interleave(torch.arange(len(indptr) - 1, device=indptr.device), indptr.diff())
+        counts = torch.bincount(rows[member], minlength=len(indptr) - 1)
+        kept = torch.zeros_like(indptr)
+        kept[1:] = torch.cumsum(counts, 0)
+        return kept, indices[member].contiguous()
     if membership.layout != torch.strided:
         raise TypeError(f"membership must be a dense bool or sparse CSR tensor, got layout {membership.layout}")
     if membership.dtype != torch.bool:
@@ -97,3 +106,15 @@ def check_r2p_inputs(scores, membership):
         raise ValueError(f"scores and membership must be on one device, got {scores.device}, {membership.device}")
     if scores.shape[0] == 0:
         raise ValueError("region_to_pixel needs at least one region")
+    if scores.shape[1] == 0:
+        raise ValueError("region_to_pixel needs at least one class: scores is Tensor[R, 0]")
+    sparse = membership.layout == torch.sparse_csr
+    kind = membership.values().dtype if sparse else membership.dtype
+    if kind != torch.bool:
+        raise TypeError(f"membership must be a bool tensor (dense or sparse CSR), got {kind}")
+    if sparse and membership.col_indices().numel():
+        columns = membership.col_indices()
+        low, high = int(columns.min()), int(columns.max())
+        if low < 0 or high >= scores.shape[0]:
+            raise ValueError(f"membership's column indices must be regions 0..{scores.shape[0] - 1}, "
+                             f"got {low if low < 0 else high}")  # fmt: skip
