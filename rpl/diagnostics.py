@@ -168,7 +168,7 @@ def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None
     run's own learning-rate schedule."""
     from pathlib import Path
 
-    from .train import evaluate
+    from .train import evaluate, read_checkpoint
 
     kept = sorted((Path(run) / "epochs").glob("epoch*.pt"))
     if not kept:
@@ -180,7 +180,7 @@ def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None
         test = evaluate(run, "test", checkpoint=path, **common)  # the run's own test images
         fit = evaluate(run, "train", images=train_images, checkpoint=path, **common)
         epochs.append({
-            "epoch": int(torch.load(path, map_location="cpu", weights_only=False)["epoch"]),
+            "epoch": int(read_checkpoint(path)["epoch"]),
             "test": {k: test["all"][k] for k in ("class_accuracy", "global_accuracy", "mean_iou")}
             | {"boundary_class_accuracy": test["boundary"]["class_accuracy"]}
             | {c: test["all"]["per_class_accuracy"].get(c) for c in WATCHED},

@@ -37,7 +37,8 @@ from .models import E2S2, FCN, ModelConfig, mobilenet_v2, vgg16
 from .proposals import COLOR_SPACES, ProposalCache, RegionSet, ground_truth_segments
 from .proposals import cache_root as cache_root_of
 
-__all__ = ["TrainConfig", "PRESETS", "train", "distributed", "evaluate", "load_run", "prepare", "predict_labels", "predict_sample"]
+__all__ = ["TrainConfig", "PRESETS", "train", "distributed", "evaluate", "load_run", "read_checkpoint", "prepare",
+           "predict_labels", "predict_sample"]
 
 MODELS = ("e2s2", "baseline", "fcn")
 BACKBONES = ("mobilenet_v2", "vgg16")
@@ -492,7 +493,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     start_epoch, seconds = 0, 0.0
     log_path = out / "log.jsonl"
     if resume and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = read_checkpoint(checkpoint)
         changed = config_differences(state["config"], cfg)
         if changed:
             raise ValueError(f"{checkpoint} was trained with another configuration ({changed})")
@@ -580,6 +581,26 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     return summary
 
 
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint's contents (model, optimizer, epoch, seconds, config), read without running
+    any code it might hold (``weights_only``); a file that is truncated, empty or not written by
+    ``train`` raises a ValueError naming it."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError... by the fault
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} is not a readable checkpoint ({reason[:120]}): truncated, or not written by "
+                         "`python -m rpl train`; retrain the run or restore the file") from None  # fmt: skip
+    missing = {"model", "optimizer", "epoch", "config"} - (set(state) if isinstance(state, dict) else set())
+    if missing:
+        raise ValueError(f"{path} is not an rpl checkpoint (no {', '.join(sorted(missing))}); "
+                         "retrain the run or restore the file")  # fmt: skip
+    return state
+
+
 def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None):
     """(model in eval mode, config) of a finished or checkpointed run, or of one of its kept
     epochs' ``checkpoint`` files."""
@@ -587,7 +608,7 @@ def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None
     checkpoint = run / "checkpoint.pt" if checkpoint is None else Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint} not found: is {run} a run folder written by `python -m rpl train`?")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = read_checkpoint(checkpoint)
     cfg = TrainConfig(**{**LEGACY, **state["config"]})
     model = build_model(cfg, len(DATASETS[cfg.dataset][3]), pretrained=False)
     model.load_state_dict(state["model"])

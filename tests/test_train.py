@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from rpl.__main__ import main
 from rpl.train import PRESETS, TrainConfig, evaluate, train
@@ -179,6 +180,43 @@ def test_resume_refuses_another_configuration(env):
     torch.save(state, env / "fcn" / "checkpoint.pt")
     (env / "fcn" / "train.json").unlink()
     assert train(fcn, env / "fcn", resume=True, progress=False)["epochs"] == 2
+
+
+def _damaged(kind: str, good: bytes, path) -> None:
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "foreign":
+        torch.save({"weights": torch.zeros(3)}, path)
+    else:  # a pickle that would run code if loaded without weights_only
+        import pickle
+
+        path.write_bytes(pickle.dumps(print))
+
+
+def test_a_damaged_checkpoint_is_named_not_a_traceback(env, capsys):
+    run = env / "run"
+    assert main(["train", "--preset", "quick", "--set", "train_images=2", "--set", "test_images=1",
+                 "--out", str(run)]) == 0  # fmt: skip
+    checkpoint = run / "checkpoint.pt"
+    good = checkpoint.read_bytes()
+    image = env / "x.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    (run / "train.json").unlink()  # so that --resume reads the checkpoint
+    for kind in ("empty", "truncated", "random bytes", "foreign", "code"):
+        _damaged(kind, good, checkpoint)
+        for argv in (["evaluate", str(run)], ["predict", str(run), str(image), "-o", str(env / "p.png")],
+                     ["train", "--preset", "quick", "--set", "train_images=2", "--set", "test_images=1", "--resume",
+                      "--out", str(run)], ["diagnose", str(run)]):  # fmt: skip
+            capsys.readouterr()
+            assert main(argv) == 1, (kind, argv[0])
+            err = capsys.readouterr().err
+            assert str(checkpoint) in err and "retrain the run or restore the file" in err, (kind, argv[0], err)
+            assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (env / "p.png").exists()
 
 
 def test_predict_any_image(env, real_siftflow, capsys):
