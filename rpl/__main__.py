@@ -125,7 +125,16 @@ def _predict(args) -> int:
     from .train import load_run, predict_labels, prepare
     from .viz import colorize, overlay
 
-    try:
+    out = Path(args.output)
+    try:  # the output checked before any work
+        if out.is_dir() or out.suffix.lower() != ".png":
+            raise ValueError(f"-o {out}: a label map is written losslessly, as PNG; give a file name ending in .png")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"-o {out}: cannot create the folder {out.parent} ({e.strerror})") from None
+        if not os.access(out.parent, os.W_OK):
+            raise ValueError(f"-o {out}: the folder {out.parent} is not writable")
         model, cfg = load_run(args.run)
         image = read_image(Path(args.image))
     except (FileNotFoundError, ValueError) as e:
@@ -137,8 +146,6 @@ def _predict(args) -> int:
     labels = predict_labels(model, tensor, regions).numpy().astype(np.uint8)
     if labels.shape != image.shape[:2]:
         labels = np.asarray(Image.fromarray(labels).resize(image.shape[1::-1], Image.NEAREST))
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(labels).save(out)
     overlay_path = out.with_name(f"{out.stem}_overlay.png")
     Image.fromarray(np.concatenate([image, overlay(image, labels), colorize(labels)], 1)).save(overlay_path)

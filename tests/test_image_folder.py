@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from rpl.data import ImageFolder
+from rpl.data.base import read_image
 
 
 def make(tmp_path, n=2, label_mode="L"):
@@ -49,3 +50,25 @@ def test_label_out_of_range_and_rgb_label(tmp_path):
     Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(labels / "im0.png")
     with pytest.raises(ValueError, match=r"im0\.png is a RGB image"):
         ImageFolder(images, labels, ["a", "b"])[0]
+
+
+def test_wide_greyscale_images_are_scaled_not_clipped(tmp_path):
+    """A 16-bit PNG read as 8-bit RGB: values divided by 257 (it used to come out almost white)."""
+    values = np.linspace(0, 65535, 64 * 48).reshape(48, 64)
+    path = tmp_path / "wide.png"
+    Image.fromarray(values.astype(np.uint16)).save(path)
+    assert Image.open(path).mode == "I;16"
+    rgb = read_image(path)
+    assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[..., 0], np.round(values.astype(np.uint16) / 257).astype(np.uint8))
+    assert abs(rgb.mean() - 127.5) < 1
+    wide = tmp_path / "wide.tiff"  # 32-bit integers: 16-bit values scaled, 8-bit ones kept
+    Image.fromarray(values.astype(np.int32)).save(wide)
+    np.testing.assert_array_equal(read_image(wide), rgb)
+    small = tmp_path / "small.tiff"
+    Image.fromarray(np.full((4, 4), 200, np.int32)).save(small)
+    assert (read_image(small) == 200).all()
+    tiff = tmp_path / "float.tiff"
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(tiff)
+    with pytest.raises(ValueError, match="floating-point image"):
+        read_image(tiff)

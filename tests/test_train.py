@@ -232,6 +232,19 @@ def test_predict_any_image(env, real_siftflow, capsys):
     assert Image.open(env / "out" / "pred_overlay.png").size == (600, 150)
     assert main(["predict", str(env / "nothing"), str(small), "-o", str(env / "x.png")]) == 1
     assert "checkpoint.pt not found" in capsys.readouterr().err
+    # the output is checked before any work: lossless, a file, a folder that can be written
+    locked = env / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    cases = [(env / "x.jpg", "ending in .png"), (env / "x", "ending in .png"), (env / "out", "ending in .png"),
+             (small / "x.png", "cannot create the folder")]  # fmt: skip
+    if os.geteuid() != 0:  # root may write anywhere
+        cases.append((locked / "x.png", "not writable"))
+    for output, message in cases:
+        assert main(["predict", str(env / "nothing"), str(small), "-o", str(output)]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "checkpoint" not in err, (output, err)
+    assert not (env / "x.jpg").exists() and not any(locked.iterdir())
 
 
 def test_frozen_backbone_trains_head_only_on_cached_features(env):

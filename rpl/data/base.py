@@ -67,14 +67,31 @@ class Sample:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An image file as an H×W×3 uint8 RGB array (greyscale and palette images expanded)."""
+    """An image file as an H×W×3 uint8 RGB array (greyscale and palette images expanded;
+    16-bit greyscale scaled to 8 bits, not clipped; float images refused)."""
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I") or im.mode == "F":
+                return _wide_grey(np.asarray(im), im.mode, path)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     except FileNotFoundError:
         raise FileNotFoundError(f"image file missing: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from e
+
+
+def _wide_grey(values: np.ndarray, mode: str, path) -> np.ndarray:
+    """A greyscale image of more than 8 bits as RGB uint8: 16-bit values divided by 257
+    (65535 -> 255); a 32-bit integer image whose values fit in 8 bits kept as it is."""
+    if mode == "F":
+        raise ValueError(f"cannot read image {path}: a floating-point image; save it with 8 or 16 bits per channel")
+    values = values.astype(np.int64)
+    high = int(values.max()) if values.size else 0
+    if values.size and (values.min() < 0 or high > 65535):
+        raise ValueError(f"cannot read image {path}: {mode} values {values.min()}..{high} are not 8- or 16-bit")
+    sixteen = mode.startswith("I;16") or high > 255
+    grey = np.round(values / 257).astype(np.uint8) if sixteen else values.astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def read_label_png(path: Path) -> np.ndarray:
