@@ -37,6 +37,32 @@ def _check(args) -> int:
     return 0
 
 
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"need at least 1 process, got {count}")
+    return count
+
+
+def _device(text: str) -> str:
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:<index>, got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: no CUDA GPU is visible here (torch.cuda.is_available() is False)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: only {torch.cuda.device_count()} GPU(s) here")
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:<index>, got {text!r}")
+    return text
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(x) for x in text.split("/"))
@@ -241,7 +267,7 @@ def _add_locations(parser, device: bool = True) -> None:
     parser.add_argument("--root", help="data root (default: $RPL_DATA)")
     parser.add_argument("--cache", help="proposal cache root (default: $RPL_CACHE or ./cache)")
     if device:
-        parser.add_argument("--device", default="cpu", help="cpu or cuda")
+        parser.add_argument("--device", default="cpu", type=_device, help="cpu or cuda (cuda:<index>)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--split", default="all", help="train, test/val, or all (default)")
     prop.add_argument("--color-spaces", default="rgb,hsv,lab", help="comma-separated")
     prop.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: this job's share")
-    prop.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    prop.add_argument("--workers", type=_workers, default=None, help="processes (default: all cores)")
     prop.add_argument("--root", help="data root (default: $RPL_DATA)")
     prop.add_argument("--cache", help="cache root (default: $RPL_CACHE or ./cache)")
     prop.set_defaults(handler=_proposals)

@@ -296,3 +296,15 @@ def test_pascal_context_trains_and_evaluates(env, real_pascal_context, monkeypat
     assert train(cfg, env / "run", progress=False)["train_images"] == 4
     metrics = evaluate(env / "run", progress=False)
     assert metrics["images"] == 2 and len(metrics["all"]["per_class_accuracy"]) == 59
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_device_and_workers_are_checked_by_the_parser(capsys):
+    for argv, message in ((["evaluate", "run", "--device", "cuda"], "no CUDA GPU is visible here"),
+                          (["evaluate", "run", "--device", "tpu"], "expected cpu, cuda or cuda:<index>"),
+                          (["proposals", "--workers", "-2"], "need at least 1 process, got -2"),
+                          (["proposals", "--workers", "two"], "expected a number of processes")):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
