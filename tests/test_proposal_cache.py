@@ -58,9 +58,13 @@ def test_build_shards_and_resume(small):
     stats = cache.build(("rgb", "lab"), workers=1, progress=False)
     assert stats["computed"] == 10 - len(shards[1]) and stats["cached"] == len(shards[1])
     cache.path("coast_0", "rgb").unlink()
-    (cache.folder / "rgb" / ".coast_0.npz.123.tmp").write_bytes(b"half")
+    abandoned = cache.folder / "rgb" / ".coast_0.npz.123.tmp"  # a killed writer's, an hour old
+    abandoned.write_bytes(b"half")
+    os.utime(abandoned, (time.time() - 3600,) * 2)
+    live = cache.folder / "rgb" / ".coast_1.npz.456.tmp"  # another job's, being written now
+    live.write_bytes(b"half")
     assert cache.build(("rgb", "lab"), workers=2, progress=False)["computed"] == 1
-    assert not list((cache.folder / "rgb").glob(".*"))
+    assert [p.name for p in (cache.folder / "rgb").glob(".*")] == [live.name]
     with pytest.raises(ValueError, match="shard"):
         cache.missing(("rgb",), (3, 3))
     with pytest.raises(ValueError, match="colour space"):

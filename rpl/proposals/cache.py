@@ -97,9 +97,10 @@ class ProposalCache:
 
         Returns counts and wall time: ``{"computed": .., "cached": .., "seconds": ..}``.
         """
-        for cs in color_spaces:  # temporary files of a killed run
+        for cs in color_spaces:  # temporary files of a killed run, not those another job is writing
             for stale in (self.folder / cs).glob(".*.tmp") if (self.folder / cs).is_dir() else ():
-                stale.unlink(missing_ok=True)
+                if _abandoned(stale):
+                    stale.unlink(missing_ok=True)
         index, count = shard
         total = len(self.dataset.names) * len(color_spaces)
         total = len(range(index, total, count))
@@ -118,6 +119,19 @@ class ProposalCache:
                     bar.update()
         bar.close()
         return {"computed": len(todo), "cached": total - len(todo), "seconds": time.monotonic() - start}
+
+
+# A temporary file untouched this long was left by a killed writer: one image's proposals are
+# written in well under a second, and a job on another machine of a shared file system cannot
+# be asked whether it is alive.
+ABANDONED_AFTER_S = 600
+
+
+def _abandoned(tmp: Path) -> bool:
+    try:
+        return time.time() - tmp.stat().st_mtime > ABANDONED_AFTER_S
+    except FileNotFoundError:  # its writer has just renamed it
+        return False
 
 
 def _dataset_key(dataset) -> str:
