@@ -460,11 +460,46 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     out among the N ranks (image k of a step to rank k mod N), each scales its loss by
     N / images_per_step and DistributedDataParallel averages the gradients over the ranks, so a
     step equals the single-process step; rank 0 alone writes the
-    checkpoint and the log. Dropout is seeded per image, wherever the image is processed."""
+    checkpoint and the log. Dropout is seeded per image, wherever the image is processed.
+
+    The run folder is locked for as long as the call trains (``out/.train.lock``): a second
+    process training into it fails at once, naming the first."""
     rank, world, device = distributed(device)
     out = Path(out)
+    lock = _lock_run(out) if rank == 0 else None
+    try:
+        return _train(cfg, out, resume, data_root, cache_root, progress, device, keep_epochs, rank, world)
+    finally:
+        if lock is not None:
+            lock.close()  # releases the lock
+
+
+RUN_LOCK = ".train.lock"
+
+
+def _lock_run(out: Path):
+    """The open lock file of run folder ``out``, held exclusively until it is closed (or the
+    process dies); FileExistsError if another process holds it."""
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / RUN_LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise FileExistsError(f"{out}: another process (pid {holder}) is training this run; wait for it to finish, "
+                              "or choose another --out") from None  # fmt: skip
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _train(cfg, out: Path, resume, data_root, cache_root, progress, device, keep_epochs, rank, world) -> dict:
     checkpoint = out / "checkpoint.pt"
-    if out.exists() and any(out.iterdir()) and not resume:
+    held = [p for p in out.iterdir() if p.name != RUN_LOCK] if out.exists() else []
+    if held and not resume:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     _barrier(world)  # every rank has looked before rank 0 writes
     if rank == 0:

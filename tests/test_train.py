@@ -168,6 +168,21 @@ def test_resume_after_kill_9_ends_where_an_uninterrupted_run_ends(env):
     assert [json.loads(x)["loss"] for x in straight] == [json.loads(x)["loss"] for x in resumed]
 
 
+def test_a_run_folder_takes_one_training_process(env, capsys):
+    """While a process trains into a folder, another fails at once naming it, and writes nothing."""
+    from rpl.train import RUN_LOCK, _lock_run
+
+    run = env / "run"
+    held = _lock_run(run)  # as a training process holds it
+    argv = ["train", "--preset", "quick", "--set", "train_images=2", "--out", str(run)]
+    assert main(argv) == 1 and main([*argv, "--resume"]) == 1
+    assert f"another process (pid {os.getpid()}) is training this run" in capsys.readouterr().err
+    assert [p.name for p in run.iterdir()] == [RUN_LOCK]
+    held.close()
+    assert main(argv) == 0  # the lock file alone is no run
+    assert main(argv) == 1 and "already holds a run" in capsys.readouterr().err
+
+
 def test_resume_refuses_another_configuration(env):
     train(PRESETS["quick"].with_overrides(["train_images=2"]), env / "run", progress=False)
     with pytest.raises(ValueError, match=r"another configuration \(train_images: 2 -> 3\)"):
