@@ -71,6 +71,18 @@ def test_build_shards_and_resume(small):
         cache.missing(("xyz",))
 
 
+def test_a_damaged_cached_file_is_computed_again(small):
+    ds = SiftFlow("train", small / "data")
+    cache = ProposalCache(ds, root=small / "cache")
+    good = cache.get("coast_0")
+    path = cache.path("coast_0", "rgb")
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as a full disk leaves it
+    with pytest.warns(UserWarning, match="cannot read a RegionSet from .*coast_0.npz.*; computing the proposals again"):
+        again = cache.get("coast_0")
+    np.testing.assert_array_equal(again.masks(), good.masks())
+    np.testing.assert_array_equal(type(good).load(path).masks(), good.masks())  # replaced on disk
+
+
 def test_cli(small, capsys):
     args = ["proposals", "--root", str(small / "data"), "--cache", str(small / "cache")]
     assert main(args + ["--split", "test", "--color-spaces", "rgb", "--workers", "1"]) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,10 +74,14 @@ class ProposalCache:
         return self.folder / color_space / f"{name}.npz"
 
     def get(self, name: str, color_space: str = "rgb") -> RegionSet:
-        """The proposals of image ``name``: from the cache, or computed and cached now."""
+        """The proposals of image ``name``: from the cache, or computed and cached now. A cached
+        file that cannot be read (truncated, say) is computed again and replaced, with a warning."""
         path = self.path(name, color_space)
         if path.exists():
-            return RegionSet.load(path)
+            try:
+                return RegionSet.load(path)
+            except ValueError as e:
+                warnings.warn(f"{e}; computing the proposals again", stacklevel=2)
         regions = _compute(self.dataset, self.config, name, color_space)
         regions.save(path)
         return regions

@@ -455,7 +455,7 @@ class RegionSet:
     def load(cls, path: str | os.PathLike) -> "RegionSet":
         """Read a file written by :meth:`save`."""
         try:
-            with np.load(path) as z:
+            with open(path, "rb") as f, np.load(f) as z:  # np.load(path) leaks the file when it is no zip
                 membership = sp.csr_array(
                     (np.ones(len(z["indices"]), bool), z["indices"], z["indptr"]),
                     shape=tuple(z["shape"]),
