@@ -52,3 +52,17 @@ def test_min_size_and_labels():
 def test_rejects_2d_input():
     with pytest.raises(ValueError, match="H×W×C"):
         felzenszwalb(np.zeros((4, 4)), 1, 0, 1)
+
+
+@pytest.mark.parametrize("scale, sigma, min_size, match", [
+    (0, 0.8, 10, "scale"), (-5, 0.8, 10, "scale"), (float("nan"), 0.8, 10, "scale"), (100, -1, 10, "sigma"),
+    (100, float("nan"), 10, "sigma"), (100, float("inf"), 10, "sigma"), (100, 0.8, 0, "min_size"),
+    (100, 0.8, 2.5, "min_size"),
+])  # fmt: skip
+def test_rejects_bad_parameters_naming_them(scale, sigma, min_size, match):
+    with pytest.raises(ValueError, match=match):
+        felzenszwalb(np.zeros((4, 4, 3), np.uint8), scale, sigma, min_size)
+    from rpl.proposals import selective_search
+
+    with pytest.raises(ValueError, match=match):  # and through Selective Search (k, sigma, min_size)
+        selective_search(np.zeros((8, 8, 3), np.uint8), k=scale, sigma=sigma, min_size=min_size)

@@ -219,6 +219,14 @@ def test_from_masks_gives_back_the_masks(real):
         RegionSet.from_masks(np.stack([masks[0], np.zeros_like(masks[0])]))
 
 
+def test_dense_masks_refuse_what_would_not_fit(real):
+    regions, _ = real
+    need = len(regions) * regions.superpixels.size
+    assert regions.masks(max_bytes=need).shape == (len(regions), *regions.shape)
+    with pytest.raises(ValueError, match="take a subset first"):
+        regions.masks(max_bytes=need - 1)
+
+
 def test_precomputed_segments(real):
     """Training computes an image's segments once for the IoU filter and the ground-truth
     regions: the same results as computing them in each call; segments of another shape refused."""

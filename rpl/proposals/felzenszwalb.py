@@ -19,6 +19,16 @@ from skimage.util import img_as_float64
 __all__ = ["felzenszwalb"]
 
 
+def check_parameters(scale: float, sigma: float, min_size: int) -> None:
+    """ValueError naming the first of Felzenszwalb's parameters out of its range."""
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale (k) must be a finite number > 0, got {scale!r}")
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if not np.isfinite(min_size) or int(min_size) != min_size or min_size < 1:
+        raise ValueError(f"min_size must be an integer >= 1, got {min_size!r}")
+
+
 def felzenszwalb(image: np.ndarray, scale: float, sigma: float, min_size: int) -> np.ndarray:
     """Over-segment an image into superpixels.
 
@@ -35,6 +45,7 @@ def felzenszwalb(image: np.ndarray, scale: float, sigma: float, min_size: int) -
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image must be H×W×C, got shape {image.shape}")
+    check_parameters(scale, sigma, min_size)
     h, w, _ = image.shape
     x = img_as_float64(image)
     x = ndimage.gaussian_filter(x, sigma=(sigma, sigma, 0), mode="reflect")

@@ -345,8 +345,13 @@ class RegionSet:
         inside[self.cells(i % len(self))] = True
         return inside[self.superpixels]
 
-    def masks(self) -> np.ndarray:
-        """bool[R, H, W]: all masks (dense; for figures and tests)."""
+    def masks(self, max_bytes: int = 2**31) -> np.ndarray:
+        """bool[R, H, W]: all masks (dense; for figures and tests). Refused, with a ValueError,
+        when they would take more than ``max_bytes`` (2 GiB): use :meth:`subset` first."""
+        need = len(self) * self.superpixels.size
+        if need > max_bytes:
+            raise ValueError(f"masks() of {len(self)} regions on {self.shape[0]}×{self.shape[1]} pixels needs "
+                             f"{need / 2**30:.1f} GiB (max_bytes {max_bytes / 2**30:.1f} GiB): take a subset first")  # fmt: skip
         return self.membership.toarray()[:, self.superpixels]
 
     def feature_masks(self, stride: int, shape=None, offset: float = 0.0) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import color
 
-from .felzenszwalb import felzenszwalb
+from .felzenszwalb import check_parameters, felzenszwalb
 from .regions import RegionSet
 
 __all__ = ["selective_search", "Hierarchy", "COLOR_SPACES", "SIMILARITIES"]
@@ -126,6 +126,7 @@ class _SuperpixelFeatures:
         rgb = _check_image(image)
         if color_space not in COLOR_SPACES:
             raise ValueError(f"color_space must be one of {COLOR_SPACES}, got {color_space!r}")
+        check_parameters(k, sigma, 1 if min_size is None else min_size)  # the default, int(k), is k's
         self.min_size = int(k) if min_size is None else int(min_size)
         channels = _to_color_space(rgb, color_space)
         self.superpixels = felzenszwalb(channels, k, sigma, self.min_size)
