@@ -34,6 +34,15 @@ def _check(args) -> int:
         return 1
     sizes = " / ".join(f"{len(ds)} {split}" for ds, split in zip(sets, splits))
     print(f"{args.dataset}: {sizes} images, {sets[0].num_classes} classes, in {sets[0].root}")
+    problems = [p for ds in sets for p in ds.problems()]
+    for line in problems[:20]:
+        print(f"rpl check: {line}", file=sys.stderr)
+    if problems:
+        more = f" (the first 20 above)" if len(problems) > 20 else ""
+        print(f"rpl check: {len(problems)} bad files{more}; fetch the data again (`python -m rpl fetch "
+              f"{args.dataset}`) or repair them", file=sys.stderr)  # fmt: skip
+        return 1
+    print("every label file read and checked")
     return 0
 
 

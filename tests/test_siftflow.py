@@ -135,3 +135,26 @@ def test_cli_check(tmp_path, capsys):
     assert "siftflow: 2 train / 1 test images, 33 classes" in capsys.readouterr().out
     assert main(["check", "siftflow", "--root", str(tmp_path / "none")]) == 1
     assert "rpl check: SIFT Flow not found" in capsys.readouterr().err
+
+
+def test_check_reads_every_label_file_and_lists_the_bad_ones(tmp_path, capsys):
+    from rpl.__main__ import main
+
+    names = ("coast_a", "forest_b", "coast_c", "forest_d", "coast_e", "forest_f")
+    base = write_siftflow_tree(tmp_path, train=names)
+    argv = ["check", "siftflow", "--root", str(tmp_path)]
+    assert main(argv) == 0 and "every label file read and checked" in capsys.readouterr().out
+    labels, images = base / "SemanticLabels" / SIFTFLOW_SUBDIR, base / "Images" / SIFTFLOW_SUBDIR
+    (labels / "coast_a.mat").unlink()  # missing
+    (labels / "forest_b.mat").write_bytes(b"")  # empty
+    (labels / "coast_c.mat").write_bytes(np.random.default_rng(0).bytes(500))  # corrupt
+    scipy.io.savemat(labels / "forest_d.mat", {"S": np.full((8, 8), 40.0)})  # classes out of range
+    scipy.io.savemat(labels / "coast_e.mat", {"T": np.zeros((8, 8))})  # no label map
+    (images / "forest_f.jpg").unlink()  # a training image gone: its label remains
+    assert main(argv) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 7 and err[-1].startswith("rpl check: 6 bad files")
+    for name, what in (("coast_a", "label file missing"), ("forest_b", "cannot read label file"),
+                       ("coast_c", "cannot read label file"), ("forest_d", "outside 0..33"),
+                       ("coast_e", "no variable 'S'"), ("forest_f", "image file missing for label file")):  # fmt: skip
+        assert any(name in line and what in line for line in err), (name, err)

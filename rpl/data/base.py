@@ -172,6 +172,21 @@ class SegmentationDataset(Sequence):
             )
         return check_label(self._read_label(path), self.num_classes, path, shape)
 
+    def problems(self) -> list[str]:
+        """What is wrong with this data set's files, one line each (empty when nothing is):
+        every image present and every label file read and checked (present, readable, one
+        channel of classes in range)."""
+        found = []
+        for name in self.names:
+            if not self.image_path(name).is_file():
+                found.append(f"image file missing: {self.image_path(name)}")
+                continue
+            try:
+                self.read_label(name)
+            except (FileNotFoundError, ValueError) as e:
+                found.append(str(e))
+        return found
+
     def image_path(self, name: str) -> Path:
         raise NotImplementedError
 

@@ -83,6 +83,16 @@ class SiftFlow(SegmentationDataset):
             names.add(name)
         return names
 
+    def problems(self) -> list[str]:
+        """As :meth:`SegmentationDataset.problems`, plus label files without their image (an
+        image missing from the training split would otherwise shrink it silently)."""
+        found = super().problems()
+        if self.split == "train":
+            images = {p.stem for p in self.image_dir.glob("*.jpg")}
+            found += [f"image file missing for label file {p}: expected {self.image_path(p.stem)}"
+                      for p in sorted(self.label_dir.glob("*.mat")) if p.stem not in images]  # fmt: skip
+        return found
+
     def image_path(self, name: str) -> Path:
         return self.image_dir / f"{name}.jpg"
 
@@ -92,8 +102,8 @@ class SiftFlow(SegmentationDataset):
     def _read_label(self, path: Path) -> np.ndarray:
         try:
             mat = scipy.io.loadmat(path, variable_names=["S"])
-        except (ValueError, OSError, NotImplementedError) as e:
-            raise ValueError(f"cannot read label file {path}: {e}") from e
+        except (ValueError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
+            raise ValueError(f"cannot read label file {path}: {e or type(e).__name__}") from e
         if "S" not in mat:
             raise ValueError(f"label file {path} has no variable 'S' (the SIFT Flow label map)")
         return mat["S"]
