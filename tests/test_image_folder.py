@@ -72,3 +72,12 @@ def test_wide_greyscale_images_are_scaled_not_clipped(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.float32)).save(tiff)
     with pytest.raises(ValueError, match="floating-point image"):
         read_image(tiff)
+
+
+def test_ambiguous_images_and_a_string_of_classes_are_refused(tmp_path):
+    images, labels = make(tmp_path, 2)
+    with pytest.raises(TypeError, match="list of names, got the string 'road'"):
+        ImageFolder(images, labels, classes="road")
+    Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(images / "im0.jpg")  # beside im0.PNG
+    with pytest.raises(ValueError, match="share the name 'im0'"):
+        ImageFolder(images, labels, classes=["a", "b"])

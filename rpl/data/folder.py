@@ -35,6 +35,8 @@ class ImageFolder(SegmentationDataset):
     ):
         self.image_dir = Path(images_dir)
         self.label_dir = Path(labels_dir)
+        if isinstance(classes, (str, bytes)):  # "road" would be four classes r, o, a, d
+            raise TypeError(f"classes must be a list of names, got the string {classes!r}")
         self.classes = [str(c) for c in classes]
         if not self.classes:
             raise ValueError("classes must name at least one class")
@@ -43,11 +45,13 @@ class ImageFolder(SegmentationDataset):
         for arg, folder in (("images_dir", self.image_dir), ("labels_dir", self.label_dir)):
             if not folder.is_dir():
                 raise FileNotFoundError(f"{arg}: {folder} is not a folder")
-        self._images = {
-            p.stem: p
-            for p in sorted(self.image_dir.iterdir())
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        }
+        self._images = {}
+        for p in sorted(self.image_dir.iterdir()):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                if p.stem in self._images:  # a.jpg and a.png: which one goes with a.png's labels?
+                    raise ValueError(f"images_dir: {self._images[p.stem].name} and {p.name} share the name "
+                                     f"{p.stem!r}; keep one image per label map")  # fmt: skip
+                self._images[p.stem] = p
         if not self._images:
             raise FileNotFoundError(
                 f"images_dir: {self.image_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})"
