@@ -20,6 +20,8 @@ def pool_case(kind, rng, dtype=torch.float64):
         features = torch.tensor(rng.integers(0, 3, (n, c, h, w)), dtype=dtype)
     else:
         features = torch.tensor(rng.normal(size=(n, c, h, w)), dtype=dtype)
+    if kind == "nan":  # NaN propagates through a max, the first one winning (as torch.max)
+        features[torch.tensor(rng.random((n, c, h, w)) < 0.1)] = float("nan")
     k = 1 if kind == "one region" else 25
     boxes = random_boxes(k, n, h, w, rng).to(dtype)
     if kind == "empty bins":
@@ -42,6 +44,8 @@ def r2p_case(kind, rng, dtype=torch.float64):
     if kind == "thousands of regions":
         a, r = 300, 5000
     scores = torch.tensor(rng.integers(-2, 3, (r, c)) if kind == "ties" else rng.normal(size=(r, c)), dtype=dtype)
+    if kind == "nan":
+        scores[torch.tensor(rng.random((r, c)) < 0.15)] = float("nan")
     member = torch.tensor(rng.random((a, r)) < (0.01 if r > 100 else 0.2))
     if kind == "whole image":
         member[:, 0] = True

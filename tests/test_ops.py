@@ -15,6 +15,11 @@ from op_cases import pool_case, r2p_case, random_boxes
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 
 
+def identical(a, b) -> bool:
+    """Equal values at equal places, NaN where the other has NaN."""
+    return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+
 def close(a, b):
     torch.testing.assert_close(a, b, rtol=1e-12 if a.dtype == torch.float64 else 1e-6, atol=1e-12 if a.dtype == torch.float64 else 1e-6)
 
@@ -55,14 +60,16 @@ def test_thousands_of_regions_equal_torchvision(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("kind", ["random", "ties", "empty bins", "one-cell regions", "whole image", "one region"])
+@pytest.mark.parametrize("kind", ["random", "ties", "empty bins", "one-cell regions", "whole image", "one region",
+                                  "nan"])  # fmt: skip
 @pytest.mark.parametrize("seed", range(3))
 def test_pool_equals_reference(device, kind, seed):
     features, boxes, masks = pool_case(kind, np.random.default_rng(seed))
     features, boxes, masks = features.to(device).requires_grad_(), boxes.to(device), masks.to(device)
     ours = free_form_roi_pool(features, boxes, masks)
     ref = reference.free_form_roi_pool(features, boxes, masks)
-    assert torch.equal(ours, ref)
+    assert identical(ours, ref)
+    assert kind != "nan" or ours.isnan().any()
     grad = torch.randn_like(ours)
     (g1,) = torch.autograd.grad(ours, features, grad)
     (g2,) = torch.autograd.grad(ref, features, grad)
@@ -148,7 +155,7 @@ def test_pool_module_and_no_regions():
 # --- region-to-pixel ---------------------------------------------------------------------------
 
 
-R2P_KINDS = ["random", "ties", "one region", "whole image", "one atom", "thousands of regions"]
+R2P_KINDS = ["random", "ties", "one region", "whole image", "one atom", "thousands of regions", "nan"]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -161,7 +168,8 @@ def test_region_to_pixel_equals_reference(device, kind, sparse, seed):
     given = member.to_sparse_csr() if sparse else member
     out, winners = region_to_pixel(scores, given, return_winners=True)
     ref, ref_winners = reference.region_to_pixel(scores, member, return_winners=True)
-    assert torch.equal(out, ref) and torch.equal(winners, ref_winners)
+    assert identical(out, ref) and torch.equal(winners, ref_winners)
+    assert kind != "nan" or out.isnan().any()
     grad = torch.randn_like(out)
     (g1,) = torch.autograd.grad(out, scores, grad)
     (g2,) = torch.autograd.grad(ref, scores, grad)

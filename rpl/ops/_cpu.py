@@ -12,7 +12,8 @@ LOWEST = np.float32(-np.finfo(np.float32).max)  # torchvision's -FLT_MAX start, 
 def roi_pool_forward(features_nhwc, batch, rows, cols, masks, out, argmax):
     """out[k, c, ph, pw] = max of features[batch[k], c, h, w] over the cells (h, w) of bin
     (ph, pw) with masks[k, h, w]; argmax holds h * W + w, or -1 (and out 0) when the bin has no
-    cell inside the region. Channels-last features make the inner loop contiguous."""
+    cell inside the region. A NaN propagates (the first in row-major order wins). Channels-last
+    features make the inner loop contiguous."""
     _, h_, w_, c_ = features_nhwc.shape
     k_, oh, ow = rows.shape[0], rows.shape[1], cols.shape[1]
     for k in numba.prange(k_):
@@ -30,7 +31,8 @@ def roi_pool_forward(features_nhwc, batch, rows, cols, masks, out, argmax):
                             idx = h * w_ + w
                             for c in range(c_):
                                 v = features_nhwc[n, h, w, c]
-                                if v > out[k, c, ph, pw]:
+                                cur = out[k, c, ph, pw]
+                                if v > cur or (v != v and cur == cur):  # the first NaN wins, as torch.max
                                     out[k, c, ph, pw] = v
                                     argmax[k, c, ph, pw] = idx
                 if not seen:
@@ -57,7 +59,8 @@ def roi_pool_backward(grad_out, argmax, batch, grad_in):
 
 @numba.njit(parallel=True, cache=True)
 def region_to_pixel_forward(scores, indptr, indices, fill, out, winners):
-    """out[a, c] = max over regions r of atom a of scores[r, c] (lowest r on ties)."""
+    """out[a, c] = max over regions r of atom a of scores[r, c] (lowest r on ties; a NaN
+    propagates, the lowest NaN region winning)."""
     a_ = indptr.shape[0] - 1
     c_ = scores.shape[1]
     for a in numba.prange(a_):
@@ -75,7 +78,8 @@ def region_to_pixel_forward(scores, indptr, indices, fill, out, winners):
             r = indices[q]
             for c in range(c_):
                 v = scores[r, c]
-                if v > out[a, c] or (v == out[a, c] and r < winners[a, c]):
+                cur, win = out[a, c], winners[a, c]
+                if v > cur or (v == cur and r < win) or (v != v and (cur == cur or r < win)):
                     out[a, c] = v
                     winners[a, c] = r
     return out, winners

@@ -49,7 +49,7 @@ def _roi_pool_forward(features, batch, rows, cols, masks, out, argmax):
             if masks[k, h, w]:
                 seen = True
                 v = features[n, c, h, w]
-                if v > best:
+                if v > best or (v != v and best == best):  # the first NaN wins, as torch.max
                     best = v
                     best_idx = h * width + w
     out[k, c, ph, pw] = best if seen else 0
@@ -85,7 +85,7 @@ def _region_to_pixel_forward(scores, indptr, indices, fill, out, winners):
     for q in range(start + 1, end):
         r = indices[q]
         v = scores[r, c]
-        if v > best or (v == best and r < win):
+        if v > best or (v == best and r < win) or (v != v and (best == best or r < win)):
             best = v
             win = r
     out[a, c] = best

@@ -13,8 +13,8 @@ __all__ = ["free_form_roi_pool", "region_to_pixel"]
 
 def free_form_roi_pool(features, boxes, masks, output_size=(7, 7), spatial_scale=1 / 16):
     """Eq. 6–8 by loops: each bin's max over its feature cells inside the region (first
-    maximum in row-major order wins ties); a bin with no such cell is 0. Same arguments as
-    :func:`rpl.ops.free_form_roi_pool`."""
+    maximum in row-major order wins ties, a NaN propagates); a bin with no such cell is 0.
+    Same arguments as :func:`rpl.ops.free_form_roi_pool`."""
     check_pool_inputs(features, boxes, masks, output_size)
     boxes = boxes.to(features.dtype)
     _, c, h, w = features.shape
@@ -38,8 +38,8 @@ def free_form_roi_pool(features, boxes, masks, output_size=(7, 7), spatial_scale
 
 def region_to_pixel(scores, membership, return_winners=False):
     """Eq. 3 densely: for every atom and class, the max over the regions containing the atom
-    (lowest region index wins ties); atoms in no region get the minimum of all scores and no
-    gradient. Same arguments as :func:`rpl.ops.region_to_pixel`."""
+    (lowest region index wins ties, a NaN propagates); atoms in no region get the minimum of
+    all scores and no gradient. Same arguments as :func:`rpl.ops.region_to_pixel`."""
     check_r2p_inputs(scores, membership)
     member = membership.to_dense() if membership.layout != torch.strided else membership
     member = member.to(torch.bool)

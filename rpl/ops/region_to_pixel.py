@@ -72,7 +72,8 @@ def region_to_pixel(scores: torch.Tensor, membership: torch.Tensor, return_winne
     Returns:
         Tensor[A, C], and with ``return_winners`` LongTensor[A, C] of region indices. Ties go
         to the lowest region index. An atom in no region gets the minimum of all scores and
-        no gradient (as the authors' code does); its winner is -1.
+        no gradient (as the authors' code does); its winner is -1. A NaN score propagates, as
+        in ``torch.max``: the atom's value is NaN and its winner the lowest NaN region.
     """
     check_r2p_inputs(scores, membership)
     dtype = compute_dtype(scores)

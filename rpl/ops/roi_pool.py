@@ -68,7 +68,9 @@ def free_form_roi_pool(
     Like Fast R-CNN's ROI pooling — and with exactly the bins of ``torchvision.ops.roi_pool``
     — but a feature cell takes part in a region's pooling only if it lies inside the region
     (δ = 1 in Eq. 7). A bin with no cell inside the region outputs 0 and passes no gradient.
-    With all-true masks this equals ``torchvision.ops.roi_pool``, forward and backward.
+    With all-true masks this equals ``torchvision.ops.roi_pool``, forward and backward. A NaN
+    feature propagates, as in ``torch.max``: its bin is NaN and passes its gradient to the
+    first NaN cell in row-major order (torchvision's kernels skip NaN instead).
 
     Args:
         features (Tensor[N, C, H, W]): float32 or float64 (float16/bfloat16 are computed in
