@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -466,12 +467,25 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     process training into it fails at once, naming the first."""
     rank, world, device = distributed(device)
     out = Path(out)
+    created = not out.exists()
     lock = _lock_run(out) if rank == 0 else None
+    started = [p for p in out.iterdir() if p.name != RUN_LOCK] if lock is not None else []
     try:
         return _train(cfg, out, resume, data_root, cache_root, progress, device, keep_epochs, rank, world)
+    except BaseException:
+        if lock is not None and not started and not (out / "checkpoint.pt").exists():
+            _remove_contents(out, created)  # failed before its first epoch: leave nothing to --resume
+        raise
     finally:
         if lock is not None:
             lock.close()  # releases the lock
+
+
+def _remove_contents(out: Path, folder_too: bool) -> None:
+    for p in out.iterdir():
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if folder_too:
+        out.rmdir()
 
 
 RUN_LOCK = ".train.lock"

@@ -183,6 +183,32 @@ def test_a_run_folder_takes_one_training_process(env, capsys):
     assert main(argv) == 1 and "already holds a run" in capsys.readouterr().err
 
 
+def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(env, monkeypatch):
+    """An error after the folder was made (here: no training data) leaves no config.json or log
+    that would make the next attempt demand --resume; a folder that held a run is kept."""
+    import rpl.train
+
+    def broken(*args, **kwargs):
+        raise FileNotFoundError("no training images here")
+
+    monkeypatch.setattr(rpl.train, "training_images", broken)
+    cfg = PRESETS["quick"].with_overrides(["train_images=2"])
+    with pytest.raises(FileNotFoundError, match="no training images"):
+        train(cfg, env / "new", progress=False)
+    assert not (env / "new").exists()
+    (env / "mine").mkdir()  # a folder the user made stays, empty
+    with pytest.raises(FileNotFoundError):
+        train(cfg, env / "mine", progress=False)
+    assert (env / "mine").is_dir() and not any((env / "mine").iterdir())
+    monkeypatch.undo()
+    train(cfg, env / "run", progress=False)
+    (env / "run" / "train.json").unlink()
+    monkeypatch.setattr(rpl.train, "training_images", broken)
+    with pytest.raises(FileNotFoundError):
+        train(cfg, env / "run", resume=True, progress=False)
+    assert (env / "run" / "checkpoint.pt").is_file()  # a run with a checkpoint is never removed
+
+
 def test_resume_refuses_another_configuration(env):
     train(PRESETS["quick"].with_overrides(["train_images=2"]), env / "run", progress=False)
     with pytest.raises(ValueError, match=r"another configuration \(train_images: 2 -> 3\)"):
