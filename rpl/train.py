@@ -100,6 +100,10 @@ class TrainConfig:
     proposal_iou: float = 0.1
     output_stride: int = 16
     dropout: float = 0.5  # after fc6 and fc7 (ModelConfig.dropout)
+    # The first head_epochs of the epochs train the layers after the backbone only, on its cached
+    # features (the frozen preset's cache), before the whole network: our stand-in for the
+    # authors' fc6/fc7, which start from ImageNet where ours start random.
+    head_epochs: int = 0
 
     def __post_init__(self):
         self._check_numbers()
@@ -137,13 +141,18 @@ class TrainConfig:
             raise ValueError("freeze_backbone is for the region models: a frozen FCN is a linear probe")
         if self.freeze_backbone and self.weights == "none":
             raise ValueError("freeze_backbone needs weights=imagenet: a frozen random backbone differs per seed")
+        if self.head_epochs and (self.model == "fcn" or self.freeze_backbone or self.weights == "none"
+                                 or self.head_epochs >= self.epochs):  # fmt: skip
+            raise ValueError(f"head_epochs={self.head_epochs}: the first epochs of a region model that then fine-tunes "
+                             "its ImageNet backbone, fewer than epochs (not with model=fcn, freeze_backbone or "
+                             "weights=none)")  # fmt: skip
         self.color_spaces = tuple(self.color_spaces)
         self.model_config()  # validates pooling/combine/order
 
     def _check_numbers(self) -> None:
         """Every numeric setting in its range; the error names the key, the value and the range."""
         at_least = {"epochs": 1, "images_per_step": 1, "head": 1, "lr_drop_epoch": 0, "train_images": 0,
-                    "test_images": 0, "image_size": 0, "neck": 0, "seed": 0}  # fmt: skip
+                    "test_images": 0, "image_size": 0, "neck": 0, "seed": 0, "head_epochs": 0}  # fmt: skip
         for key, low in at_least.items():
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -524,14 +533,14 @@ def _train(cfg, out: Path, resume, data_root, cache_root, progress, device, keep
     class_weights = losses.balanced_weights(load_dataset(cfg, "train", data_root).class_pixel_counts())
     model = build_model(cfg, dataset.num_classes).to(device)
     frozen = None
-    if cfg.freeze_backbone:
-        model.backbone.requires_grad_(False)
+    if cfg.freeze_backbone or cfg.head_epochs:
+        model.backbone.requires_grad_(not cfg.freeze_backbone)  # head_epochs: no gradient reaches it from the cache
         if rank == 0:  # computes the cache if missing, while the other ranks wait
             frozen = FrozenFeatures(model, dataset, cfg, cache_root, progress, device)
         _barrier(world)
         if frozen is None:
             frozen = FrozenFeatures(model, dataset, cfg, cache_root, False, device)
-    else:  # channels last, as the step's batches (_step_features)
+    if not cfg.freeze_backbone:  # channels last, as the step's batches (_step_features)
         model.backbone.to(memory_format=torch.channels_last)
     new = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     old = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
@@ -560,12 +569,14 @@ def _train(cfg, out: Path, resume, data_root, cache_root, progress, device, keep
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        step_module = DistributedDataParallel(step_module, device_ids=[device] if device.startswith("cuda") else None)
+        step_module = DistributedDataParallel(step_module, device_ids=[device] if device.startswith("cuda") else None,
+                                              find_unused_parameters=cfg.head_epochs > 0)  # fmt: skip
     n = len(dataset.names)
     for epoch in range(start_epoch, cfg.epochs):
         factor = 1.0 if epoch < cfg.lr_drop_epoch else 0.1
         for group, base in zip(optimizer.param_groups, (cfg.lr, cfg.lr * cfg.head_lr_mult)):
             group["lr"] = base * factor
+        from_cache = frozen is not None and (cfg.freeze_backbone or epoch < cfg.head_epochs)
         generator = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         order = torch.randperm(n, generator=generator).tolist()
         flips = (torch.rand(n, generator=generator) < 0.5).tolist()
@@ -591,7 +602,7 @@ def _train(cfg, out: Path, resume, data_root, cache_root, progress, device, keep
                 labels.append(label)
                 regions.append(image_regions)
                 seeds.append((cfg.seed * 100003 + epoch) * 1000003 + index)  # dropout, per image
-                if frozen is not None:
+                if from_cache:
                     cached.append(frozen[index, flip])
             loss = step_module(images, labels, regions, seeds, cached or None) * weight
             loss.backward()

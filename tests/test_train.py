@@ -313,6 +313,28 @@ def test_frozen_backbone_trains_head_only_on_cached_features(env):
     assert evaluate(env / "run", progress=False)["images"] == 2
 
 
+def test_head_epochs_train_the_head_on_cached_features_then_everything(env):
+    """head_epochs=1 of 2: after the first epoch the backbone is still ImageNet's and the head
+    has moved (trained on the frozen-feature cache); the second fine-tunes the backbone too."""
+    from rpl.train import build_model
+
+    cfg = PRESETS["quick"].with_overrides(["train_images=4", "test_images=2", "epochs=2", "lr_drop_epoch=2",
+                                           "head_epochs=1"])  # fmt: skip
+    train(cfg, env / "run", progress=False, keep_epochs=True)
+    first = torch.load(env / "run" / "epochs" / "epoch001.pt", weights_only=True)["model"]
+    last = torch.load(env / "run" / "epochs" / "epoch002.pt", weights_only=True)["model"]
+    torch.manual_seed(cfg.seed)
+    fresh = build_model(cfg, 33).state_dict()
+    backbone = [n for n in fresh if n.startswith("backbone.") and fresh[n].is_floating_point()]
+    assert all(torch.equal(first[n], fresh[n]) for n in backbone)
+    assert not torch.equal(first["head.fc6.weight"], fresh["head.fc6.weight"])
+    assert any(not torch.equal(last[n], first[n]) for n in backbone)
+    assert list((env / "cache" / "features").rglob("*.npy"))  # the frozen preset's cache, shared
+    for bad in (["head_epochs=2"], ["head_epochs=1", "model=fcn"], ["head_epochs=1", "freeze_backbone=true"]):
+        with pytest.raises(ValueError, match="head_epochs"):
+            PRESETS["quick"].with_overrides(["epochs=2", *bad])
+
+
 def test_frozen_fcn_and_unknown_dataset_are_refused():
     with pytest.raises(ValueError, match="linear probe"):
         TrainConfig(model="fcn", freeze_backbone=True)
