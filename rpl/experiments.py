@@ -124,6 +124,9 @@ EXPERIMENTS = {
         Experiment("pascal-context_cpu", "cpu", ("dataset=pascal-context",), description="Table 2: PASCAL Context",
                    needs_data=True),  # fmt: skip
         *_recipe_rows(),
+        Experiment("e2s2_cpu_head-epochs", "cpu", ("epochs=5", "head_epochs=2"), group="diagnosis",
+                   description="the cpu preset's region model, its first 2 of 5 epochs on the head alone (cached "
+                               "features): a stand-in for the authors' ImageNet fc6/fc7"),  # fmt: skip
     )
 }
 
