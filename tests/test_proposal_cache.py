@@ -83,6 +83,21 @@ def test_a_damaged_cached_file_is_computed_again(small):
     np.testing.assert_array_equal(type(good).load(path).masks(), good.masks())  # replaced on disk
 
 
+def test_workers_in_an_unguarded_script_fail_with_the_fix_instead_of_respawning(small, tmp_path):
+    """Spawned workers import the calling script; without a __main__ guard each would call
+    build again. The call fails within seconds, saying what to do."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from rpl.data import SiftFlow\nfrom rpl.proposals import ProposalCache\n"
+        f"cache = ProposalCache(SiftFlow('train', {str(small / 'data')!r}), root={str(tmp_path / 'cache')!r})\n"
+        "cache.build(('rgb',), workers=2, progress=False)\n"
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode != 0
+    assert "if __name__ == '__main__':" in done.stderr and "RuntimeError: proposal workers died" in done.stderr
+
+
 def test_cli(small, capsys):
     args = ["proposals", "--root", str(small / "data"), "--cache", str(small / "cache")]
     assert main(args + ["--split", "test", "--color-spaces", "rgb", "--workers", "1"]) == 0

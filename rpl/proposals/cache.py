@@ -11,6 +11,8 @@ import multiprocessing
 import os
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -119,9 +121,16 @@ class ProposalCache:
                 bar.update()
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(self,)) as pool:
-                for _ in pool.imap_unordered(_work, todo, chunksize=4):
-                    bar.update()
+            try:
+                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self,)) as pool:
+                    for _ in pool.map(_work, todo, chunksize=4):
+                        bar.update()
+            except BrokenProcessPool as e:  # a worker died; multiprocessing.Pool would respawn it forever
+                raise RuntimeError(
+                    f"proposal workers died ({e}). Called from a script, ProposalCache.build(workers > 1) must sit "
+                    "under `if __name__ == '__main__':` (workers are spawned and import the script); or pass "
+                    "workers=1"
+                ) from None
         bar.close()
         return {"computed": len(todo), "cached": total - len(todo), "seconds": time.monotonic() - start}
 
