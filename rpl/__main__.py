@@ -38,9 +38,9 @@ def _check(args) -> int:
     for line in problems[:20]:
         print(f"rpl check: {line}", file=sys.stderr)
     if problems:
-        more = f" (the first 20 above)" if len(problems) > 20 else ""
-        print(f"rpl check: {len(problems)} bad files{more}; fetch the data again (`python -m rpl fetch "
-              f"{args.dataset}`) or repair them", file=sys.stderr)  # fmt: skip
+        more = " (the first 20 above)" if len(problems) > 20 else ""
+        print(f"rpl check: {len(problems)} bad files{more}; repair them, or move {sets[0].root} away and fetch it "
+              f"again (`python -m rpl fetch {args.dataset}`)", file=sys.stderr)  # fmt: skip
         return 1
     print("every label file read and checked")
     return 0

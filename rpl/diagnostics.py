@@ -165,7 +165,8 @@ def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None
     (``train(keep_epochs=True)``, ``run/epochs/epoch<n>.pt``), the run's test images' and
     ``train_images`` training images' global / class-average accuracy, the test images' boundary
     class accuracy and its :data:`WATCHED` classes. Fit and generalisation per epoch, under the
-    run's own learning-rate schedule."""
+    run's own learning-rate schedule; ``missing_epochs`` lists the epochs up to the last kept one
+    that were not kept (a run resumed with ``keep_epochs``, say)."""
     from pathlib import Path
 
     from .train import evaluate, read_checkpoint
@@ -186,7 +187,9 @@ def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None
             | {c: test["all"]["per_class_accuracy"].get(c) for c in WATCHED},
             "train": {k: fit["all"][k] for k in ("class_accuracy", "global_accuracy")},
         })  # fmt: skip
-    return {"train_images": train_images, "epochs": epochs}
+    trained = epochs[-1]["epoch"]
+    missing = sorted(set(range(1, trained + 1)) - {e["epoch"] for e in epochs})  # not kept (a resumed run, say)
+    return {"train_images": train_images, "epochs": epochs, "missing_epochs": missing}
 
 
 def recipe_table(results_dir="results", references=("ablation_free-form", "e2s2_cpu", "fcn_cpu", "fcn_cpu_unbalanced")):

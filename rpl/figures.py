@@ -67,7 +67,7 @@ def paper_vs_ours(tables: dict):
     rows = []
     for title in ("Table 3", "Table 4", "Sec. 4.3"):
         frame = tables[title]
-        frame = frame[frame["measure"] == "class_accuracy"]
+        frame = frame[(frame["measure"] == "class_accuracy") & ~frame["row"].str.endswith(", PASCAL Context")]
         rows += [(f"{title}: {r.row}", r.paper, r.ours, r.ours_min, r.ours_max) for r in frame.itertuples()]
     labels, paper, ours, low, high = zip(*rows)
     y = np.arange(len(rows))

@@ -491,10 +491,17 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
 
 
 def _remove_contents(out: Path, folder_too: bool) -> None:
-    for p in out.iterdir():
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
-    if folder_too:
-        out.rmdir()
+    """What a training call writes before its first checkpoint, and the folder if it made it;
+    the original error stays the one raised."""
+    try:
+        for name in ("config.json", "log.jsonl", RUN_LOCK):
+            (out / name).unlink(missing_ok=True)
+        for tmp in out.glob(".checkpoint.pt.*.tmp"):
+            tmp.unlink()
+        if folder_too and not any(out.iterdir()):
+            out.rmdir()
+    except OSError:
+        pass
 
 
 RUN_LOCK = ".train.lock"

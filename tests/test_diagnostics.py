@@ -117,6 +117,7 @@ def test_learning_curve_evaluates_every_kept_epoch(env, capsys):
     assert main(["diagnose", str(run), "--curve", "--train-images", "2", "--out", str(out)]) == 0
     payload = json.loads(out.read_text())
     assert [e["epoch"] for e in payload["epochs"]] == [1, 2] and payload["git_commit"]
+    assert payload["missing_epochs"] == []
     last = evaluate(run, progress=False)  # the last kept epoch is the run's checkpoint
     assert payload["epochs"][-1]["test"]["class_accuracy"] == last["all"]["class_accuracy"]
     assert payload["epochs"][-1]["test"]["pole"] == last["all"]["per_class_accuracy"].get("pole")

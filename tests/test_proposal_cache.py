@@ -76,10 +76,11 @@ def test_a_damaged_cached_file_is_computed_again(small):
     cache = ProposalCache(ds, root=small / "cache")
     good = cache.get("coast_0")
     path = cache.path("coast_0", "rgb")
-    path.write_bytes(path.read_bytes()[:100])  # truncated, as a full disk leaves it
-    with pytest.warns(UserWarning, match="cannot read a RegionSet from .*coast_0.npz.*; computing the proposals again"):
-        again = cache.get("coast_0")
-    np.testing.assert_array_equal(again.masks(), good.masks())
+    for damaged in (path.read_bytes()[:100], b""):  # truncated, as a full disk leaves it; empty, as a crash
+        path.write_bytes(damaged)
+        with pytest.warns(UserWarning, match="cannot read a RegionSet from .*coast_0.npz.*; computing the proposals"):
+            again = cache.get("coast_0")
+        np.testing.assert_array_equal(again.masks(), good.masks())
     np.testing.assert_array_equal(type(good).load(path).masks(), good.masks())  # replaced on disk
 
 

@@ -135,8 +135,8 @@ class PascalContext(SegmentationDataset):
             return read_label_png(path)
         try:
             label_map = scipy.io.loadmat(path, variable_names=["LabelMap"]).get("LabelMap")
-        except (ValueError, OSError, NotImplementedError) as e:
-            raise ValueError(f"cannot read label file {path}: {e}") from e
+        except (ValueError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
+            raise ValueError(f"cannot read label file {path}: {str(e) or type(e).__name__}") from e
         if label_map is None:
             raise ValueError(f"label file {path} has no variable 'LabelMap'")
         label_map = np.asarray(label_map, dtype=np.int64)

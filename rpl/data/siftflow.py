@@ -103,7 +103,7 @@ class SiftFlow(SegmentationDataset):
         try:
             mat = scipy.io.loadmat(path, variable_names=["S"])
         except (ValueError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
-            raise ValueError(f"cannot read label file {path}: {e or type(e).__name__}") from e
+            raise ValueError(f"cannot read label file {path}: {str(e) or type(e).__name__}") from e
         if "S" not in mat:
             raise ValueError(f"label file {path} has no variable 'S' (the SIFT Flow label map)")
         return mat["S"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -475,5 +474,5 @@ class RegionSet:
                 )
         except FileNotFoundError:
             raise
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-            raise ValueError(f"cannot read a RegionSet from {path}: {e}") from e
+        except Exception as e:  # empty, truncated, corrupt or foreign: EOFError, zlib.error, BadZipFile, ...
+            raise ValueError(f"cannot read a RegionSet from {path}: {str(e) or type(e).__name__}") from e
