@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .metrics import ConfusionMatrix
 
 __all__ = ["cell_class_pixels", "region_majorities", "upper_bounds", "winning_regions", "diagnose", "learning_curve",
-           "recipe_table", "WATCHED"]
+           "recipe_table", "recipe_markdown", "WATCHED"]
 
 # Classes every region-based run got 0% on before issue 12, where the FCN got 33-91%.
 WATCHED = ("balcony", "bus", "crosswalk", "pole", "bird")
@@ -192,6 +192,23 @@ def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None
     return {"train_images": train_images, "epochs": epochs, "missing_epochs": missing}
 
 
+def recipe_markdown(results_dir="results") -> str:
+    """:func:`recipe_table` as the README's Markdown table: one line per run, named by its
+    experiment's description; "–" where a run has no such number."""
+    from .experiments import EXPERIMENTS
+
+    described = {run: e.description for e in EXPERIMENTS.values() for run, _ in e.runs()}
+    table = recipe_table(results_dir)
+    measures = [c for c in table.columns if c not in ("preset", "epochs")]
+    lines = ["| run (`results/<run>.json`) | preset, epochs | " + " | ".join(measures) + " |",
+             "|---|---|" + "---|" * len(measures)]  # fmt: skip
+    for name, row in table.iterrows():
+        cells = ["–" if np.isnan(row[m]) else f"{row[m]:.1f}" for m in measures]
+        what = described.get(name, "")
+        lines.append(f"| `{name}`: {what} | {row['preset']}, {row['epochs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def recipe_table(results_dir="results", references=("ablation_free-form", "e2s2_cpu", "fcn_cpu", "fcn_cpu_unbalanced")):
     """The diagnosis as a table (pandas DataFrame, percentages): one row per run of
     ``references`` and of the diagnosis experiments with a results file — test class / global
@@ -205,7 +222,9 @@ def recipe_table(results_dir="results", references=("ablation_free-form", "e2s2_
 
     from .experiments import EXPERIMENTS, load_results
 
-    names = [*references, *(e.name for e in EXPERIMENTS.values() if e.group == "diagnosis")]
+    experiments = [EXPERIMENTS[r] for r in references]
+    experiments += [e for e in EXPERIMENTS.values() if e.group == "diagnosis"]
+    names = [run for e in experiments for run, _ in e.runs()]  # every seed
     results = load_results(results_dir)
     rows = {}
     for name in (n for n in names if n in results):

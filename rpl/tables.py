@@ -319,19 +319,32 @@ def claims(results: dict) -> pd.DataFrame:
 
 
 README_MARKERS = ("<!-- results table: python -m rpl tables --update-readme README.md -->", "<!-- end of results table -->")
+DIAGNOSIS_MARKERS = ("<!-- diagnosis table: python -m rpl tables --update-readme README.md -->",
+                     "<!-- end of diagnosis table -->")  # fmt: skip
+
+
+def _between(text: str, markers: tuple, body: str) -> str:
+    start, end = markers
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}{end}{tail}"
 
 
 def update_readme(path, results_dir="results") -> bool:
-    """Replace the results table between the README's markers by :func:`markdown`'s; returns
-    whether the file changed. Raises ValueError when the markers are missing."""
+    """Replace the results table between the README's markers by :func:`markdown`'s and, where
+    the README has its markers, the diagnosis table by
+    :func:`rpl.diagnostics.recipe_markdown`'s; returns whether the file changed. Raises
+    ValueError when the results table's markers are missing."""
+    from .diagnostics import recipe_markdown
+
     path = Path(path)
     text = path.read_text()
     start, end = README_MARKERS
     if start not in text or end not in text:
         raise ValueError(f"{path} lacks the markers {start!r} ... {end!r} around its results table")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    new = f"{head}{start}\n{markdown(results_dir)}{end}{tail}"
+    new = _between(text, README_MARKERS, markdown(results_dir))
+    if all(m in new for m in DIAGNOSIS_MARKERS):
+        new = _between(new, DIAGNOSIS_MARKERS, recipe_markdown(results_dir))
     if new != text:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(new)

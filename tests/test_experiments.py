@@ -10,6 +10,7 @@ import pytest
 from rpl import experiments, tables
 from rpl.__main__ import main
 from rpl.experiments import EXPERIMENTS, _RunLock, reproduce, run_names
+from rpl.diagnostics import recipe_markdown
 from rpl.figures import FIGURES
 from rpl.train import TrainConfig
 
@@ -201,6 +202,8 @@ def test_readme_results_table_matches_the_results_files(monkeypatch):
     monkeypatch.chdir(Path(__file__).parents[1])  # the table names files relative to the repository
     readme = Path("README.md").read_text()
     assert tables.markdown("results") in readme, "README's table is stale: python -m rpl tables --update-readme README.md"
+    start, end = tables.DIAGNOSIS_MARKERS
+    assert f"{start}\n{recipe_markdown('results')}{end}" in readme, "README's diagnosis table is stale: same command"
 
 
 def test_figures_command_writes_every_figure(env, capsys):
@@ -214,11 +217,13 @@ def test_update_readme_rewrites_only_the_marked_table(tmp_path):
     _write_result(tmp_path, "ablation_box", 0.30)
     readme = tmp_path / "README.md"
     start, end = tables.README_MARKERS
-    readme.write_text(f"intro\n{start}\nold table\n{end}\nafter\n")
+    d_start, d_end = tables.DIAGNOSIS_MARKERS
+    readme.write_text(f"intro\n{start}\nold table\n{end}\nmiddle\n{d_start}\nold diagnosis\n{d_end}\nafter\n")
     assert tables.update_readme(readme, tmp_path)
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith(f"{end}\nafter\n") and "old table" not in text
-    assert "| Table 4 | Box (bbox) | class acc. | 62.3 | 30.0 |" in text
+    assert text.startswith("intro\n") and text.endswith(f"{d_end}\nafter\n") and "old table" not in text
+    assert "| Table 4 | Box (bbox) | class acc. | 62.3 | 30.0 |" in text and "\nmiddle\n" in text
+    assert "old diagnosis" not in text and "| run (`results/<run>.json`) | preset, epochs | class |" in text
     assert not tables.update_readme(readme, tmp_path)  # already up to date
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="lacks the markers"):
