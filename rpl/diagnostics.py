@@ -199,6 +199,8 @@ def recipe_markdown(results_dir="results") -> str:
 
     described = {run: e.description for e in EXPERIMENTS.values() for run, _ in e.runs()}
     table = recipe_table(results_dir)
+    if table.empty:
+        return "(no results of the diagnosis runs yet)\n"
     measures = [c for c in table.columns if c not in ("preset", "epochs")]
     lines = ["| run (`results/<run>.json`) | preset, epochs | " + " | ".join(measures) + " |",
              "|---|---|" + "---|" * len(measures)]  # fmt: skip

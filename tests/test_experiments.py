@@ -130,9 +130,10 @@ def test_reproduce_skips_experiments_whose_data_is_missing(env, monkeypatch):
 
 
 def _write_result(folder, name, class_accuracy, global_accuracy=0.5, boundary=0.3, preset="ablation"):
-    part = lambda acc: {"class_accuracy": acc, "global_accuracy": global_accuracy, "mean_iou": 0.2}  # noqa: E731
+    part = lambda acc: {"class_accuracy": acc, "global_accuracy": global_accuracy, "mean_iou": 0.2,  # noqa: E731
+                        "per_class_accuracy": {}}  # fmt: skip
     payload = {"all": part(class_accuracy), "boundary": part(boundary), "train_seconds": 60.0,
-               "config": {"preset": preset}}  # fmt: skip
+               "config": {"preset": preset, "epochs": 3}}  # fmt: skip
     (folder / f"{name}.json").write_text(json.dumps(payload))
 
 
@@ -215,6 +216,7 @@ def test_figures_command_writes_every_figure(env, capsys):
 
 def test_update_readme_rewrites_only_the_marked_table(tmp_path):
     _write_result(tmp_path, "ablation_box", 0.30)
+    _write_result(tmp_path, "e2s2_cpu", 0.40, preset="cpu")
     readme = tmp_path / "README.md"
     start, end = tables.README_MARKERS
     d_start, d_end = tables.DIAGNOSIS_MARKERS
