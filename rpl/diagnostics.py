@@ -169,7 +169,7 @@ def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None
     that were not kept (a run resumed with ``keep_epochs``, say)."""
     from pathlib import Path
 
-    from .train import evaluate, read_checkpoint
+    from .train import evaluate
 
     kept = sorted((Path(run) / "epochs").glob("epoch*.pt"))
     if not kept:
@@ -181,7 +181,7 @@ def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None
         test = evaluate(run, "test", checkpoint=path, **common)  # the run's own test images
         fit = evaluate(run, "train", images=train_images, checkpoint=path, **common)
         epochs.append({
-            "epoch": int(read_checkpoint(path)["epoch"]),
+            "epoch": int(path.stem.removeprefix("epoch")),  # as train names it, epoch<n>.pt
             "test": {k: test["all"][k] for k in ("class_accuracy", "global_accuracy", "mean_iou")}
             | {"boundary_class_accuracy": test["boundary"]["class_accuracy"]}
             | {c: test["all"]["per_class_accuracy"].get(c) for c in WATCHED},

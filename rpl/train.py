@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -478,11 +477,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
     out = Path(out)
     created = not out.exists()
     lock = _lock_run(out) if rank == 0 else None
-    started = [p for p in out.iterdir() if p.name != RUN_LOCK] if lock is not None else []
+    held = [p for p in out.iterdir() if p.name != RUN_LOCK] if out.exists() else []  # what was there before
     try:
-        return _train(cfg, out, resume, data_root, cache_root, progress, device, keep_epochs, rank, world)
+        return _train(cfg, out, bool(held), resume, data_root, cache_root, progress, device, keep_epochs, rank, world)
     except BaseException:
-        if lock is not None and not started and not (out / "checkpoint.pt").exists():
+        if lock is not None and not held and not (out / "checkpoint.pt").exists():
             _remove_contents(out, created)  # failed before its first epoch: leave nothing to --resume
         raise
     finally:
@@ -526,9 +525,9 @@ def _lock_run(out: Path):
     return handle
 
 
-def _train(cfg, out: Path, resume, data_root, cache_root, progress, device, keep_epochs, rank, world) -> dict:
+def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, device, keep_epochs, rank,
+           world) -> dict:  # fmt: skip
     checkpoint = out / "checkpoint.pt"
-    held = [p for p in out.iterdir() if p.name != RUN_LOCK] if out.exists() else []
     if held and not resume:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     _barrier(world)  # every rank has looked before rank 0 writes

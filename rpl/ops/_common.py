@@ -113,8 +113,7 @@ def check_r2p_inputs(scores, membership):
     if kind != torch.bool:
         raise TypeError(f"membership must be a bool tensor (dense or sparse CSR), got {kind}")
     if sparse and membership.col_indices().numel():
-        columns = membership.col_indices()
-        low, high = int(columns.min()), int(columns.max())
+        low, high = torch.stack(torch.aminmax(membership.col_indices())).tolist()  # one pass, one sync
         if low < 0 or high >= scores.shape[0]:
             raise ValueError(f"membership's column indices must be regions 0..{scores.shape[0] - 1}, "
                              f"got {low if low < 0 else high}")  # fmt: skip
