@@ -137,7 +137,7 @@ class TrainConfig:
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16' (autocast), got {self.precision!r}")
         if self.freeze_backbone and self.model == "fcn":
-            raise ValueError("freeze_backbone is for the region models: a frozen FCN is a linear probe")
+            raise ValueError("freeze_backbone is for the region models, not model=fcn: a frozen FCN is a linear probe")
         if self.freeze_backbone and self.weights == "none":
             raise ValueError("freeze_backbone needs weights=imagenet: a frozen random backbone differs per seed")
         if self.head_epochs and (self.model == "fcn" or self.freeze_backbone or self.weights == "none"
@@ -534,6 +534,8 @@ def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, 
     _barrier(world)  # every rank has looked before rank 0 writes
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        for tmp in out.glob(".checkpoint.pt.*.tmp"):  # a killed save's: the run is locked, no writer is live
+            tmp.unlink(missing_ok=True)
     torch.manual_seed(cfg.seed)
     dataset = training_images(cfg, data_root)
     cache = ProposalCache(dataset, root=cache_root)

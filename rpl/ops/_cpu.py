@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-LOWEST = np.float32(-np.finfo(np.float32).max)  # torchvision's -FLT_MAX start, for both dtypes
+LOWEST = np.float32(-np.finfo(np.float32).max)  # a placeholder: a bin's first cell inside the region replaces it
 
 
 @numba.njit(parallel=True, cache=True)
@@ -32,7 +32,8 @@ def roi_pool_forward(features_nhwc, batch, rows, cols, masks, out, argmax):
                             for c in range(c_):
                                 v = features_nhwc[n, h, w, c]
                                 cur = out[k, c, ph, pw]
-                                if v > cur or (v != v and cur == cur):  # the first NaN wins, as torch.max
+                                # the first cell starts the max (-inf too); the first NaN wins, as torch.max
+                                if argmax[k, c, ph, pw] == -1 or v > cur or (v != v and cur == cur):
                                     out[k, c, ph, pw] = v
                                     argmax[k, c, ph, pw] = idx
                 if not seen:

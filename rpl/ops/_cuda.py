@@ -49,7 +49,8 @@ def _roi_pool_forward(features, batch, rows, cols, masks, out, argmax):
             if masks[k, h, w]:
                 seen = True
                 v = features[n, c, h, w]
-                if v > best or (v != v and best == best):  # the first NaN wins, as torch.max
+                # the first cell starts the max (-inf too); the first NaN wins, as torch.max
+                if best_idx == -1 or v > best or (v != v and best == best):
                     best = v
                     best_idx = h * width + w
     out[k, c, ph, pw] = best if seen else 0

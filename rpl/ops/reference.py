@@ -44,7 +44,11 @@ def region_to_pixel(scores, membership, return_winners=False):
     member = membership.to_dense() if membership.layout != torch.strided else membership
     member = member.to(torch.bool)
     masked = torch.where(member[:, :, None], scores[None], scores.new_tensor(float("-inf")))
-    values, winners = masked.max(dim=1)  # the first maximum: the lowest region index
+    best = masked.max(dim=1).values
+    # the lowest member region holding it: a member scoring -inf wins over the others' fill
+    hit = member[:, :, None] & ((scores[None] == best[:, None]) | (scores[None].isnan() & best[:, None].isnan()))
+    winners = hit.to(torch.int32).argmax(dim=1)
+    values = scores[winners, torch.arange(scores.shape[1], device=scores.device)]
     empty = ~member.any(dim=1)
     values = torch.where(empty[:, None], scores.min().detach(), values)
     winners = torch.where(empty[:, None], torch.full_like(winners, -1), winners)

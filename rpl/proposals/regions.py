@@ -77,6 +77,7 @@ class RegionSet:
             raise ValueError("superpixels must use every label 0..S-1")
         self.membership = sp.csr_array(membership, dtype=bool)
         self.membership.sum_duplicates()
+        self.membership.eliminate_zeros()  # an explicitly stored False is no member (boxes, areas, cells)
         self.membership.sort_indices()
         if self.membership.shape[1] != num_cells:
             raise ValueError(

@@ -50,7 +50,7 @@ def selective_search(
             histograms are computed (the paper uses all three at training, RGB at test).
         k: Felzenszwalb's scale (100 for SIFT Flow, 400 for PASCAL Context).
         sigma: Felzenszwalb's smoothing.
-        min_size: Felzenszwalb's minimum segment size; default ``k``.
+        min_size: Felzenszwalb's minimum segment size; default ``k`` (at least 1).
         strategies: one hierarchy per entry, each a ``-``-joined subset of
             :data:`SIMILARITIES`.
         min_region_size: regions with fewer pixels are dropped (the whole image always stays).
@@ -127,7 +127,7 @@ class _SuperpixelFeatures:
         if color_space not in COLOR_SPACES:
             raise ValueError(f"color_space must be one of {COLOR_SPACES}, got {color_space!r}")
         check_parameters(k, sigma, 1 if min_size is None else min_size)  # the default, int(k), is k's
-        self.min_size = int(k) if min_size is None else int(min_size)
+        self.min_size = max(1, int(k)) if min_size is None else int(min_size)  # k < 1: no minimum
         channels = _to_color_space(rgb, color_space)
         self.superpixels = felzenszwalb(channels, k, sigma, self.min_size)
         self.num_superpixels = int(self.superpixels.max()) + 1
