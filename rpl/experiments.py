@@ -48,9 +48,10 @@ class Experiment:
     def config(self, seed: int = 0, quick: bool = False):
         from .train import PRESETS
 
-        if quick:  # the quick preset, on the experiment's code path (frozen features or not)
-            frozen = PRESETS[self.preset].freeze_backbone
-            return PRESETS["quick"].with_overrides([f"freeze_backbone={frozen}", *self.overrides, f"seed={seed}"])
+        if quick:  # the quick preset, on the experiment's code path (frozen features or not, its pooling)
+            p = PRESETS[self.preset]
+            path = [f"freeze_backbone={p.freeze_backbone}", f"pooling={p.pooling}", f"combine={p.combine}"]
+            return PRESETS["quick"].with_overrides([*path, *self.overrides, f"seed={seed}"])
         return PRESETS[self.preset].with_overrides([*self.overrides, f"seed={seed}"])
 
 
@@ -133,7 +134,7 @@ EXPERIMENTS = {
         *_recipe_rows(),
         Experiment("e2s2_cpu_free-form", "cpu", _FREE_FORM, group="diagnosis",
                    description="the cpu preset's region model with free-form pooling alone (tied weights)"),
-        Experiment("e2s2_cpu_head-epochs", "cpu", (*_FREE_FORM, "head_epochs=2"), group="diagnosis",
+        Experiment("e2s2_cpu_head-epochs", "cpu", (*_FREE_FORM, "epochs=5", "head_epochs=2"), group="diagnosis",
                    description="the cpu preset's region model, its first 2 of 5 epochs on the head alone (cached "
                                "features): a stand-in for the authors' ImageNet fc6/fc7"),  # fmt: skip
     )

@@ -204,9 +204,10 @@ PRESETS = {
     # The default: ImageNet MobileNetV2 at stride 16 on real SIFT Flow, 2 CPU cores; the paper's
     # model (region + box pooling, separate weights: Table 4's best row).
     "cpu": TrainConfig(preset="cpu", pooling="both", combine="separate"),
-    # Ablations (Tables 1, 4, Sec. 4.3) on 2 cores: the cpu preset with the ImageNet backbone
-    # frozen, its features computed once per image and flip (cache/features); neck, fc layers
-    # and classifier train end to end through both rpl layers.
+    # Ablations (Tables 1, 4, Sec. 4.3) on 2 cores: the cpu preset's settings but free-form
+    # pooling with tied weights (TrainConfig's defaults; each row sets its own) and the ImageNet
+    # backbone frozen, its features computed once per image and flip (cache/features); neck, fc
+    # layers and classifier train end to end through both rpl layers.
     # Three epochs (two, then one at a tenth of the rate) keep 13 runs within a working day.
     "ablation": TrainConfig(preset="ablation", freeze_backbone=True, epochs=3, lr_drop_epoch=2),
     # The paper: VGG-16, longer side 600 px, 30 epochs (20 at 1e-3, 10 at 1e-4), region + box

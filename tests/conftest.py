@@ -8,9 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from hypothesis import settings
 from PIL import Image
 
 from rpl.data.siftflow import SIFTFLOW_CLASSES
+
+# Fuzz tests draw the same examples on every run (CI results do not depend on luck) and keep
+# no example database.
+settings.register_profile("rpl", derandomize=True, database=None)
+settings.load_profile("rpl")
 
 SIFTFLOW_SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
 

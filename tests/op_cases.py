@@ -22,6 +22,9 @@ def pool_case(kind, rng, dtype=torch.float64):
         features = torch.tensor(rng.normal(size=(n, c, h, w)), dtype=dtype)
     if kind == "nan":  # NaN propagates through a max, the first one winning (as torch.max)
         features[torch.tensor(rng.random((n, c, h, w)) < 0.1)] = float("nan")
+    if kind == "-inf":  # channel 0 all -inf: its max is a cell inside the region, not a start value
+        features[:, 0] = float("-inf")
+        features[torch.tensor(rng.random((n, c, h, w)) < 0.3)] = float("-inf")
     k = 1 if kind == "one region" else 25
     boxes = random_boxes(k, n, h, w, rng).to(dtype)
     if kind == "empty bins":
@@ -46,6 +49,9 @@ def r2p_case(kind, rng, dtype=torch.float64):
     scores = torch.tensor(rng.integers(-2, 3, (r, c)) if kind == "ties" else rng.normal(size=(r, c)), dtype=dtype)
     if kind == "nan":
         scores[torch.tensor(rng.random((r, c)) < 0.15)] = float("nan")
+    if kind == "-inf":  # class 0 -inf everywhere: the winner is still a member region
+        scores[:, 0] = float("-inf")
+        scores[torch.tensor(rng.random((r, c)) < 0.3)] = float("-inf")
     member = torch.tensor(rng.random((a, r)) < (0.01 if r > 100 else 0.2))
     if kind == "whole image":
         member[:, 0] = True

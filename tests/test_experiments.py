@@ -20,6 +20,8 @@ def test_every_experiment_is_a_valid_configuration():
         for name, seed in experiment.runs():
             cfg = experiment.config(seed)
             assert isinstance(cfg, TrainConfig) and cfg.seed == seed and cfg.preset == experiment.preset
+            quick = experiment.config(seed, quick=True)
+            assert quick.preset == "quick" and (quick.pooling, quick.combine) == (cfg.pooling, cfg.combine)
     assert len(set(run_names())) == len(run_names())
     assert EXPERIMENTS["ablation_baseline"].config().model_config().pooling == "box"
 

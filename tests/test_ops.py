@@ -61,7 +61,7 @@ def test_thousands_of_regions_equal_torchvision(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["random", "ties", "empty bins", "one-cell regions", "whole image", "one region",
-                                  "nan"])  # fmt: skip
+                                  "nan", "-inf"])  # fmt: skip
 @pytest.mark.parametrize("seed", range(3))
 def test_pool_equals_reference(device, kind, seed):
     features, boxes, masks = pool_case(kind, np.random.default_rng(seed))
@@ -70,6 +70,7 @@ def test_pool_equals_reference(device, kind, seed):
     ref = reference.free_form_roi_pool(features, boxes, masks)
     assert identical(ours, ref)
     assert kind != "nan" or ours.isnan().any()
+    assert kind != "-inf" or ours[:, 0].isneginf().any()
     grad = torch.randn_like(ours)
     (g1,) = torch.autograd.grad(ours, features, grad)
     (g2,) = torch.autograd.grad(ref, features, grad)
@@ -155,7 +156,7 @@ def test_pool_module_and_no_regions():
 # --- region-to-pixel ---------------------------------------------------------------------------
 
 
-R2P_KINDS = ["random", "ties", "one region", "whole image", "one atom", "thousands of regions", "nan"]
+R2P_KINDS = ["random", "ties", "one region", "whole image", "one atom", "thousands of regions", "nan", "-inf"]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -170,6 +171,7 @@ def test_region_to_pixel_equals_reference(device, kind, sparse, seed):
     ref, ref_winners = reference.region_to_pixel(scores, member, return_winners=True)
     assert identical(out, ref) and torch.equal(winners, ref_winners)
     assert kind != "nan" or out.isnan().any()
+    assert kind != "-inf" or out[:, 0].isneginf().all()
     grad = torch.randn_like(out)
     (g1,) = torch.autograd.grad(out, scores, grad)
     (g2,) = torch.autograd.grad(ref, scores, grad)

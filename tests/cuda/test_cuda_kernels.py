@@ -36,7 +36,7 @@ def run_pool_kernels(features, boxes, masks, output_size=(3, 3)):
 
 
 @pytest.mark.parametrize("kind", ["random", "ties", "empty bins", "one-cell regions", "whole image", "one region",
-                                  "nan"])  # fmt: skip
+                                  "nan", "-inf"])  # fmt: skip
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_roi_pool_kernels(kind, dtype):
     features, boxes, masks = pool_case(kind, np.random.default_rng(1), dtype)
@@ -60,7 +60,7 @@ def test_roi_pool_kernels(kind, dtype):
     np.testing.assert_allclose(grad_in, ref_grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["random", "ties", "one region", "whole image", "one atom", "nan"])
+@pytest.mark.parametrize("kind", ["random", "ties", "one region", "whole image", "one atom", "nan", "-inf"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_region_to_pixel_kernels(kind, dtype):
     scores, member = r2p_case(kind, np.random.default_rng(2), dtype)
