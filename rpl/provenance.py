@@ -50,10 +50,22 @@ def provenance(**extra) -> dict:
     }
 
 
+def temporary(path: Path) -> Path:
+    """Where this process writes ``path`` before renaming it into place (an atomic write)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete every process's :func:`temporary` of ``path``: for a caller whose lock proves that
+    no writer of ``path`` is alive, so each was left by a killed one."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path: str | os.PathLike, payload: dict) -> None:
     """Write ``payload`` as indented JSON, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary(path)
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)

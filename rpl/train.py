@@ -36,6 +36,7 @@ from .metrics import ConfusionMatrix, boundary_mask
 from .models import E2S2, FCN, ModelConfig, mobilenet_v2, vgg16
 from .proposals import COLOR_SPACES, ProposalCache, RegionSet, ground_truth_segments
 from .proposals import cache_root as cache_root_of
+from .provenance import remove_temporaries, temporary
 
 __all__ = ["TrainConfig", "PRESETS", "train", "distributed", "evaluate", "load_run", "read_checkpoint", "prepare",
            "predict_labels", "predict_sample"]
@@ -336,15 +337,14 @@ class FrozenFeatures:
             with open(path.with_name(f".{path.name}.lock"), "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # one process computes, the others wait for it
                 if not path.is_file():
-                    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed process
-                        stale.unlink()
+                    remove_temporaries(path)
                     self._compute(model.backbone, dataset, cfg, path, progress, device)
         self.array = np.load(path, mmap_mode="r")
         self.path = path
 
     @staticmethod
     def _compute(backbone, dataset, cfg, path: Path, progress: bool, device) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = temporary(path)
         array = None
         backbone.eval()
         try:
@@ -403,7 +403,7 @@ def _step_features(model, cfg: TrainConfig, images, cached):
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
@@ -497,8 +497,7 @@ def _remove_contents(out: Path, folder_too: bool) -> None:
     try:
         for name in ("config.json", "log.jsonl", RUN_LOCK):
             (out / name).unlink(missing_ok=True)
-        for tmp in out.glob(".checkpoint.pt.*.tmp"):
-            tmp.unlink()
+        remove_temporaries(out / "checkpoint.pt")
         if folder_too and not any(out.iterdir()):
             out.rmdir()
     except OSError:
@@ -535,8 +534,7 @@ def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, 
     _barrier(world)  # every rank has looked before rank 0 writes
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        for tmp in out.glob(".checkpoint.pt.*.tmp"):  # a killed save's: the run is locked, no writer is live
-            tmp.unlink(missing_ok=True)
+        remove_temporaries(checkpoint)  # a killed save's: the run is locked, no writer is live
     torch.manual_seed(cfg.seed)
     dataset = training_images(cfg, data_root)
     cache = ProposalCache(dataset, root=cache_root)

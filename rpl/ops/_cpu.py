@@ -27,13 +27,13 @@ def roi_pool_forward(features_nhwc, batch, rows, cols, masks, out, argmax):
                 for h in range(rows[k, ph, 0], rows[k, ph, 1]):
                     for w in range(cols[k, pw, 0], cols[k, pw, 1]):
                         if masks[k, h, w]:
-                            seen = True
+                            first, seen = not seen, True
                             idx = h * w_ + w
                             for c in range(c_):
                                 v = features_nhwc[n, h, w, c]
                                 cur = out[k, c, ph, pw]
                                 # the first cell starts the max (-inf too); the first NaN wins, as torch.max
-                                if argmax[k, c, ph, pw] == -1 or v > cur or (v != v and cur == cur):
+                                if first or v > cur or (v != v and cur == cur):
                                     out[k, c, ph, pw] = v
                                     argmax[k, c, ph, pw] = idx
                 if not seen:

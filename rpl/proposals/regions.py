@@ -19,6 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
+from ..provenance import temporary
+
 __all__ = ["RegionSet", "feature_cell", "ground_truth_segments"]
 
 
@@ -441,7 +443,7 @@ class RegionSet:
         """Write to a compressed ``.npz`` atomically (a temporary file renamed into place)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = temporary(path)
         m = self.membership
         with open(tmp, "wb") as f:
             np.savez_compressed(
