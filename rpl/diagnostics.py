@@ -195,9 +195,9 @@ def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None
 def recipe_markdown(results_dir="results") -> str:
     """:func:`recipe_table` as the README's Markdown table: one line per run, named by its
     experiment's description; "–" where a run has no such number."""
-    from .experiments import EXPERIMENTS
+    from .experiments import EXPERIMENTS, RECIPE_CHAIN
 
-    described = {run: e.description for e in EXPERIMENTS.values() for run, _ in e.runs()}
+    described = {run: e.description for e in (*EXPERIMENTS.values(), *RECIPE_CHAIN) for run, _ in e.runs()}
     table = recipe_table(results_dir)
     if table.empty:
         return "(no results of the diagnosis runs yet)\n"
@@ -211,9 +211,10 @@ def recipe_markdown(results_dir="results") -> str:
     return "\n".join(lines) + "\n"
 
 
-def recipe_table(results_dir="results", references=("ablation_free-form", "e2s2_cpu", "fcn_cpu", "fcn_cpu_unbalanced")):
+def recipe_table(results_dir="results", references=("e2s2_cpu", "fcn_cpu", "fcn_cpu_unbalanced")):
     """The diagnosis as a table (pandas DataFrame, percentages): one row per run of
-    ``references`` and of the diagnosis experiments with a results file — test class / global
+    ``references``, of the recipe chain (:data:`rpl.experiments.RECIPE_CHAIN`) and of the other
+    diagnosis experiments with a results file — test class / global
     accuracy, boundary class accuracy, :data:`WATCHED` classes — and, where
     ``diagnostics_<run>.json`` exists, the class accuracy on training images and on the test
     images with their ground-truth regions added."""
@@ -222,10 +223,10 @@ def recipe_table(results_dir="results", references=("ablation_free-form", "e2s2_
 
     import pandas as pd
 
-    from .experiments import EXPERIMENTS, load_results
+    from .experiments import EXPERIMENTS, RECIPE_CHAIN, load_results
 
-    experiments = [EXPERIMENTS[r] for r in references]
-    experiments += [e for e in EXPERIMENTS.values() if e.group == "diagnosis"]
+    experiments = [EXPERIMENTS[r] for r in (*references, *(e.name for e in RECIPE_CHAIN))]
+    experiments += [e for e in EXPERIMENTS.values() if e.group == "diagnosis" and e not in experiments]
     names = [run for e in experiments for run, _ in e.runs()]  # every seed
     results = load_results(results_dir)
     rows = {}

@@ -209,8 +209,9 @@ PRESETS = {
     # pooling with tied weights (TrainConfig's defaults; each row sets its own) and the ImageNet
     # backbone frozen, its features computed once per image and flip (cache/features); neck, fc
     # layers and classifier train end to end through both rpl layers.
-    # Three epochs (two, then one at a tenth of the rate) keep 13 runs within a working day.
-    "ablation": TrainConfig(preset="ablation", freeze_backbone=True, epochs=3, lr_drop_epoch=2),
+    # Ten epochs (seven, then three at a tenth of the rate): three underfit (issue 12's learning
+    # curve, results/learning_curve_lever_25-epochs.json); ~30 min a run on one core.
+    "ablation": TrainConfig(preset="ablation", freeze_backbone=True, epochs=10, lr_drop_epoch=7),
     # The paper: VGG-16, longer side 600 px, 30 epochs (20 at 1e-3, 10 at 1e-4), region + box
     # pooling with separate weights, fc6/fc7 from ImageNet.
     "paper": TrainConfig(preset="paper", backbone="vgg16", pooling="both", combine="separate", neck=0,

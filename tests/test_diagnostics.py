@@ -157,7 +157,7 @@ def test_recipe_table_reads_results_and_diagnostics(tmp_path):
         "train": {"all": {"class_accuracy": 0.3}},
         "test_with_ground_truth_regions": {"all": {"class_accuracy": 0.35}}}))  # fmt: skip
     table = recipe_table(tmp_path)
-    assert list(table.index) == ["e2s2_cpu", "fcn_cpu", "recipe3_bins"]  # references first, no file no row
+    assert list(table.index) == ["e2s2_cpu", "fcn_cpu", "recipe3_bins"]  # references, then the chain; no file no row
     assert table.loc["fcn_cpu", "class"] == 60.0 and table.loc["fcn_cpu", "train class"] == 80.0
     assert np.isnan(table.loc["fcn_cpu", "test + GT regions class"]) and np.isnan(table.loc["e2s2_cpu", "train class"])
     assert table.loc["recipe3_bins", "test + GT regions class"] == 35.0

@@ -12,7 +12,7 @@ from rpl.__main__ import main
 from rpl.experiments import EXPERIMENTS, _RunLock, reproduce, run_names
 from rpl.diagnostics import recipe_markdown
 from rpl.figures import FIGURES
-from rpl.train import TrainConfig
+from rpl.train import PRESETS, TrainConfig
 
 
 def test_every_experiment_is_a_valid_configuration():
@@ -26,24 +26,35 @@ def test_every_experiment_is_a_valid_configuration():
     assert EXPERIMENTS["ablation_baseline"].config().model_config().pooling == "box"
 
 
-def test_the_recipe_rows_change_one_thing_each_and_are_not_in_the_paper_runs():
+def test_the_recipe_chain_changes_one_thing_per_row_and_shares_the_paper_rows_it_names():
     import dataclasses
 
-    rows = [e for e in EXPERIMENTS.values() if e.group == "diagnosis" and e.name.startswith("recipe")]
-    assert [e.name for e in rows][:2] == ["recipe0_legacy", "recipe1_centred"]
-    # each lever changes one setting of today's default recipe (recipe2's)
-    default = dataclasses.asdict(EXPERIMENTS["recipe2_authors-regions"].config())
-    for name, changes, _, _ in experiments._LEVERS:
-        changed = {k for k, v in dataclasses.asdict(EXPERIMENTS[name].config()).items() if default[k] != v}
-        assert EXPERIMENTS[name].group == "diagnosis" and changed == {c.split("=")[0] for c in changes}, name
-    for before, after in zip(rows, rows[1:]):
+    chain = experiments.RECIPE_CHAIN
+    steps = chain[: len(experiments._STEPS)]
+    assert [e.name for e in steps][:2] == ["recipe0_legacy", "recipe1_centred"]
+    # a chain row named after a paper experiment is that run: same configuration, same seeds
+    shared = [e for e in chain if EXPERIMENTS[e.name].group == "paper"]
+    assert {e.name for e in shared} == {"ablation_free-form", "ablation_both-separate"}
+    for e in shared:
+        assert e.seeds == EXPERIMENTS[e.name].seeds
+        for _, seed in e.runs():
+            assert e.config(seed) == EXPERIMENTS[e.name].config(seed), e.name
+    # step 2 is the ablation preset itself, and each lever changes one setting of it
+    default = dataclasses.asdict(EXPERIMENTS["ablation_free-form"].config())
+    assert default == dataclasses.asdict(PRESETS["ablation"]) | {"seed": 0}
+    for e in chain[len(steps) :]:
+        changed = {k for k, v in dataclasses.asdict(e.config()).items() if default[k] != v}
+        assert changed == {c.split("=")[0] for c in e.overrides}, e.name
+    for before, after in zip(steps, steps[1:]):
         a, b = dataclasses.asdict(before.config()), dataclasses.asdict(after.config())
         changed = {k for k in a if a[k] != b[k]}
         assert changed and changed == {o.split("=")[0] for o in after.overrides} - {
             o.split("=")[0] for o in before.overrides if o in after.overrides}, after.name
-    legacy = rows[0].config()
+    legacy = steps[0].config()
     assert (legacy.alignment, legacy.train_regions, legacy.proposal_iou, legacy.epochs) == ("legacy", "exact", 0, 10)
-    assert not set(run_names(groups=("paper",))) & {e.name for e in rows}
+    others = {e.name for e in chain if e not in shared}
+    assert not set(run_names(groups=("paper",))) & others
+    assert all(EXPERIMENTS[n].group == "diagnosis" for n in others)
 
 
 def test_stale_names_the_settings_that_differ_and_ignores_region_settings_of_an_fcn():
