@@ -197,7 +197,8 @@ def recipe_markdown(results_dir="results") -> str:
     experiment's description; "–" where a run has no such number."""
     from .experiments import EXPERIMENTS, RECIPE_CHAIN
 
-    described = {run: e.description for e in (*EXPERIMENTS.values(), *RECIPE_CHAIN) for run, _ in e.runs()}
+    described = {run: e.description for e in EXPERIMENTS.values() for run, _ in e.runs()}
+    described |= {run: e.description for e in RECIPE_CHAIN for run, _ in EXPERIMENTS[e.name].runs()}
     table = recipe_table(results_dir)
     if table.empty:
         return "(no results of the diagnosis runs yet)\n"
