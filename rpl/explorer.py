@@ -155,7 +155,9 @@ def region_explorer(model, samples, proposals, classes, cfg=None):
     image = widgets.Dropdown(options=names, description="image")
     row = widgets.IntSlider(value=h // 2, min=0, max=h - 1, description="row")
     col = widgets.IntSlider(value=w // 2, min=0, max=w - 1, description="column")
-    label = widgets.Dropdown(options=[("predicted", None)] + [(c, i + 1) for i, c in enumerate(classes)],
+    # 0 stands for "the predicted class": a Dropdown's value None means "nothing selected" and
+    # blanks the control when chosen again.
+    label = widgets.Dropdown(options=[("predicted", 0)] + [(c, i + 1) for i, c in enumerate(classes)],
                              description="class")  # fmt: skip
     out = widgets.Output()
 
@@ -164,10 +166,10 @@ def region_explorer(model, samples, proposals, classes, cfg=None):
         row.max, col.max = exp.prediction.shape[0] - 1, exp.prediction.shape[1] - 1
         with out:
             out.clear_output(wait=True)
-            fig = exp.figure(row.value, col.value, label.value)
+            fig = exp.figure(row.value, col.value, label.value or None)
             display(fig)
             plt.close(fig)
-            info = exp.at(row.value, col.value, label.value)
+            info = exp.at(row.value, col.value, label.value or None)
             print(f"pixel ({row.value}, {col.value}): atom {info['atom']}, final label {info['predicted_name']}; "
                   f"{info['label_name']}: region {info['winner']} wins with {info['score']:.3f} "
                   f"among {info['regions_containing']} regions")  # fmt: skip

@@ -63,3 +63,7 @@ def test_explorer_widget_redraws_for_every_control(case, capsys):
         f"{test.classes[2]}: region {info['winner']} wins with {info['score']:.3f} among "
         f"{int(regions.masks()[:, 10, 250].sum())} regions"
     )
+    label.value = 0  # back to the predicted class: the control keeps a label (ipywidgets blanks None)
+    assert label.label == "predicted"
+    line = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pixel")][-1]
+    assert f"final label {info['predicted_name']}; {info['predicted_name']}: region" in line
