@@ -94,7 +94,8 @@ OURS = {
     ("Table 1", "Ours, unbalanced loss"): "ablation_unbalanced",
     ("Table 1", "Ours, balanced loss, fine-tuned backbone, region + box separate"): "e2s2_cpu",
     # The paper's FCN is most likely trained with the unbalanced loss, its authors' FCN default
-    # (DESIGN.md §1; its 49.3% is near Long et al.'s 51.7%); the balanced one is like for like.
+    # (useInvFreqWeights=false in their fcnTrainGeneric.m; its 49.3% is near Long et al.'s 51.7%);
+    # the balanced one is like for like.
     ("Table 3", "FCN-16s"): "fcn_cpu_unbalanced",
     ("Table 3", "FCN-16s, balanced loss (like for like)"): "fcn_cpu",
     ("Table 3", "Ours"): "e2s2_cpu",

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 # numba-cuda 0.30 still calls numpy.row_stack, which NumPy 2.5 removed; without this alias no
-# kernel compiles on a real GPU (seen on the H100 machine, DESIGN.md §6).
+# kernel compiles on a real GPU (AttributeError: module 'numpy' has no attribute 'row_stack').
 if not hasattr(np, "row_stack"):
     np.row_stack = np.vstack
 
