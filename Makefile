@@ -24,7 +24,8 @@ test: $(STAMP)
 	RPL_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest tests/cuda
 
-# The reproduction: check the data, extract the proposals into the cache, then every run of
+# The reproduction: fetch SIFT Flow when it is missing (resumable; offline it stops within
+# seconds, saying what to download by hand), check it, extract the proposals into the cache, then every run of
 # rpl.experiments (train, evaluate, results/<run>.json) in JOBS single-threaded processes that
 # share the list (each run is locked by the process on it, resumable, skipped once finished),
 # then the figures and the notebooks in order, in place. QUICK=1: the same steps on the quick
@@ -44,6 +45,7 @@ WHERE := results/ hold the numbers, notebooks/ the tables, figures/ the figures
 endif
 
 reproduce: $(STAMP)
+	@$(PY) -m rpl fetch siftflow
 	@$(PY) -m rpl check siftflow
 	@echo "== proposals: Selective Search into the cache ($(PROPOSALS))"
 	$(PY) -m rpl proposals --dataset siftflow $(PROPOSALS)

@@ -22,7 +22,8 @@ import time
 import torch
 
 from rpl.models import mobilenet_v2
-from rpl.provenance import provenance, write_json
+from rpl.files import write_json
+from rpl.provenance import provenance
 
 VARIANTS = ("one at a time", "batched", "batched, channels_last")
 

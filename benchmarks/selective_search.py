@@ -26,7 +26,8 @@ from scipy import ndimage
 
 from rpl.data import SiftFlow
 from rpl.proposals import COLOR_SPACES, selective_search
-from rpl.provenance import provenance, write_json
+from rpl.files import write_json
+from rpl.provenance import provenance
 
 try:
     import cv2

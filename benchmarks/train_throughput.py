@@ -19,7 +19,8 @@ import tempfile
 
 import torch
 
-from rpl.provenance import provenance, write_json
+from rpl.files import write_json
+from rpl.provenance import provenance
 from rpl.train import PRESETS, train
 
 

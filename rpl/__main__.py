@@ -19,28 +19,30 @@ def _fetch(args) -> int:
     return 0
 
 
-DATASETS = {
-    "siftflow": (data.SiftFlow, ("train", "test")),
-    "pascal-context": (data.PascalContext, ("train", "val")),
-}
+def _dataset(text: str) -> str:
+    """A ``--dataset`` value: a registered name or a data set folder."""
+    try:
+        return data.check_dataset(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _check(args) -> int:
-    cls, splits = DATASETS[args.dataset]
     try:
-        sets = [cls(split, root=args.root) for split in splits]
+        sets = [data.open_dataset(args.dataset, split, root=args.root) for split in ("train", "test")]
     except (FileNotFoundError, ValueError) as e:
         print(f"rpl check: {e}", file=sys.stderr)
         return 1
-    sizes = " / ".join(f"{len(ds)} {split}" for ds, split in zip(sets, splits))
+    sizes = " / ".join(f"{len(ds)} {ds.split}" for ds in sets)
     print(f"{args.dataset}: {sizes} images, {sets[0].num_classes} classes, in {sets[0].root}")
     problems = [p for ds in sets for p in ds.problems()]
     for line in problems[:20]:
         print(f"rpl check: {line}", file=sys.stderr)
     if problems:
         more = " (the first 20 above)" if len(problems) > 20 else ""
-        print(f"rpl check: {len(problems)} bad files{more}; repair them, or move {sets[0].root} away and fetch it "
-              f"again (`python -m rpl fetch {args.dataset}`)", file=sys.stderr)  # fmt: skip
+        again = f" and fetch it again (`python -m rpl fetch {args.dataset}`)" if args.dataset in data.SOURCES else ""
+        print(f"rpl check: {len(problems)} bad files{more}; repair them, or move {sets[0].root} away{again}",
+              file=sys.stderr)  # fmt: skip
         return 1
     print("every label file read and checked")
     return 0
@@ -83,22 +85,21 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _proposals(args) -> int:
-    from .proposals import COLOR_SPACES, DEFAULT_CONFIGS, ProposalCache
+    from .proposals import COLOR_SPACES, ProposalCache
 
-    cls, splits = DATASETS[args.dataset]
     color_spaces = tuple(c.strip() for c in args.color_spaces.split(",") if c.strip())
     unknown = set(color_spaces) - set(COLOR_SPACES)
     if unknown or not color_spaces:
         print(f"rpl proposals: --color-spaces takes a list from {COLOR_SPACES}", file=sys.stderr)
         return 2
     try:
-        sets = [cls(s, root=args.root) for s in (splits if args.split == "all" else [args.split])]
+        sets = [data.open_dataset(args.dataset, s, root=args.root)
+                for s in (("train", "test") if args.split == "all" else ["test" if args.split == "val" else args.split])]  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         print(f"rpl proposals: {e}", file=sys.stderr)
         return 1
-    config = DEFAULT_CONFIGS[args.dataset]
     for ds in sets:
-        cache = ProposalCache(ds, config, root=args.cache)
+        cache = ProposalCache(ds, root=args.cache)
         stats = cache.build(color_spaces, shard=args.shard, workers=args.workers)
         print(
             f"{args.dataset} {ds.split}: {stats['computed']} computed, {stats['cached']} already "
@@ -114,7 +115,8 @@ def _train(args) -> int:
 
     cfg = PRESETS[args.preset]
     try:
-        cfg = cfg.with_overrides([f"model={args.model}", *args.set])
+        dataset = [f"dataset={args.dataset}"] if args.dataset else []
+        cfg = cfg.with_overrides([f"model={args.model}", *dataset, *args.set])
         summary = train(cfg, args.out, resume=args.resume, data_root=args.root, cache_root=args.cache,
                         device=args.device, keep_epochs=args.keep_epochs)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
@@ -131,7 +133,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .provenance import provenance, write_json
+    from .files import write_json
+    from .provenance import provenance
     from .train import evaluate
 
     try:
@@ -150,6 +153,7 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    import dataclasses
     from pathlib import Path
 
     import numpy as np
@@ -157,8 +161,8 @@ def _predict(args) -> int:
 
     from .data.base import Sample, read_image
     from .proposals import selective_search
-    from .train import load_run, predict_labels, prepare
-    from .viz import colorize, overlay
+    from .train import load_run, predict_labels, prepare, run_info
+    from .viz import prediction_figure, save_figure
 
     out = Path(args.output)
     try:  # the output checked before any work
@@ -171,20 +175,31 @@ def _predict(args) -> int:
         if not os.access(out.parent, os.W_OK):
             raise ValueError(f"-o {out}: the folder {out.parent} is not writable")
         model, cfg = load_run(args.run)
+        info = run_info(args.run)
+        if args.size is not None:
+            if args.size < 1:
+                raise ValueError(f"--size {args.size}: give the longer side in pixels, at least 1")
+            cfg = dataclasses.replace(cfg, image_size=args.size)
         image = read_image(Path(args.image))
     except (FileNotFoundError, ValueError) as e:
         print(f"rpl predict: {e}", file=sys.stderr)
         return 1
+    classes = info["classes"]
     sample = Sample(image=image, label=np.zeros(image.shape[:2], np.int64), name=Path(args.image).stem)
-    regions = None if cfg.model == "fcn" else selective_search(image, "rgb")
+    proposals = {**info["proposals"], "strategies": tuple(info["proposals"]["strategies"])}
+    regions = None if cfg.model == "fcn" else selective_search(image, "rgb", **proposals)
     tensor, _, regions = prepare(sample, regions, cfg, flip=False, training=False)
-    labels = predict_labels(model, tensor, regions).numpy().astype(np.uint8)
+    labels = predict_labels(model, tensor, regions).numpy()
     if labels.shape != image.shape[:2]:
-        labels = np.asarray(Image.fromarray(labels).resize(image.shape[1::-1], Image.NEAREST))
+        labels = np.asarray(Image.fromarray(labels.astype(np.int32)).resize(image.shape[1::-1], Image.NEAREST))
+    labels = labels.astype(np.uint8 if len(classes) < 256 else np.uint16)
     Image.fromarray(labels).save(out)
     overlay_path = out.with_name(f"{out.stem}_overlay.png")
-    Image.fromarray(np.concatenate([image, overlay(image, labels), colorize(labels)], 1)).save(overlay_path)
-    print(f"wrote {out} (class indices 1..{model.num_classes}) and {overlay_path}")
+    save_figure(prediction_figure(image, labels, classes), overlay_path)
+    found, counts = np.unique(labels[labels > 0], return_counts=True)
+    share = ", ".join(f"{classes[k - 1]} {c / labels.size:.0%}" for k, c in sorted(zip(found, counts), key=lambda kc: -kc[1]))
+    print(f"wrote {out} (label k = class k of the run's {len(classes)}) and {overlay_path} (with a legend)")
+    print(f"classes found: {share}")
     return 0
 
 
@@ -206,7 +221,8 @@ def _diagnose(args) -> int:
     from pathlib import Path
 
     from . import diagnostics
-    from .provenance import provenance, write_json
+    from .files import write_json
+    from .provenance import provenance
 
     if bool(args.run) == args.bounds or (args.curve and args.bounds):
         print("rpl diagnose: give a run folder (with --curve, or not) or --bounds", file=sys.stderr)
@@ -215,9 +231,8 @@ def _diagnose(args) -> int:
         if args.bounds:
             from .proposals import ProposalCache
 
-            cls, splits = DATASETS[args.dataset]
-            test = cls(splits[1], root=args.root)
-            payload = {"dataset": args.dataset, "split": splits[1], "images": len(test),
+            test = data.open_dataset(args.dataset, "test", root=args.root)
+            payload = {"dataset": args.dataset, "split": test.split, "images": len(test),
                        **diagnostics.upper_bounds(test, ProposalCache(test, root=args.cache))}  # fmt: skip
             out = Path(args.out or "results/diagnostics_bounds.json")
         elif args.curve:
@@ -290,23 +305,25 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a server")
     fetch.set_defaults(handler=_fetch)
     check = commands.add_parser("check", help="check that a data set is in place and readable")
-    check.add_argument("dataset", choices=sorted(DATASETS))
+    check.add_argument("dataset", type=_dataset, help="siftflow, pascal-context, or a data set folder")
     check.add_argument("--root", help="data root (default: $RPL_DATA)")
     check.set_defaults(handler=_check)
     prop = commands.add_parser(
         "proposals", help="Selective Search for a whole data set into the cache (resumable)"
     )
-    prop.add_argument("--dataset", choices=sorted(DATASETS), default="siftflow")
-    prop.add_argument("--split", default="all", help="train, test/val, or all (default)")
+    prop.add_argument("--dataset", type=_dataset, default="siftflow", help="a name, or a data set folder")
+    prop.add_argument("--split", default="all", choices=["train", "test", "val", "all"],
+                      help="train, test (val: the same, PASCAL Context's name for it), or all (default)")
     prop.add_argument("--color-spaces", default="rgb,hsv,lab", help="comma-separated")
     prop.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: this job's share")
     prop.add_argument("--workers", type=_workers, default=None, help="processes (default: all cores)")
     prop.add_argument("--root", help="data root (default: $RPL_DATA)")
     prop.add_argument("--cache", help="cache root (default: $RPL_CACHE or ./cache)")
     prop.set_defaults(handler=_proposals)
-    tr = commands.add_parser("train", help="train a model on SIFT Flow (resumable)")
+    tr = commands.add_parser("train", help="train a model (resumable)")
     tr.add_argument("--preset", choices=["quick", "cpu", "ablation", "paper"], default="cpu")
     tr.add_argument("--model", choices=["e2s2", "baseline", "fcn"], default="e2s2")
+    tr.add_argument("--dataset", type=_dataset, help="siftflow (default), pascal-context, or a data set folder")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a setting of the preset (repeatable), e.g. --set pooling=box")
     tr.add_argument("--out", required=True, help="run folder (checkpoint, log, config)")
@@ -325,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run", help="run folder written by `train`")
     pr.add_argument("image", help="an image file")
     pr.add_argument("-o", "--output", required=True, help="label map PNG to write (an overlay is written beside it)")
+    pr.add_argument("--size", type=int, help="rescale the image so its longer side has this many pixels before "
+                    "predicting (default: as the run was trained; the label map keeps the image's size)")  # fmt: skip
     pr.set_defaults(handler=_predict)
     rep = commands.add_parser(
         "reproduce", help="train and evaluate every experiment of rpl.experiments (resumable)"
@@ -342,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     dia.add_argument("--bounds", action="store_true", help="the superpixel and proposal upper bounds on the test set")
     dia.add_argument("--curve", action="store_true", help="test and train accuracy of each epoch the run kept "
                      "(train --keep-epochs)")  # fmt: skip
-    dia.add_argument("--dataset", choices=sorted(DATASETS), default="siftflow", help="with --bounds")
+    dia.add_argument("--dataset", type=_dataset, default="siftflow", help="with --bounds: a name or a folder")
     dia.add_argument("--train-images", type=int, default=200, help="training images to measure the fit on")
     dia.add_argument("--out", help="JSON file (default: results/diagnostics_<run>.json or _bounds.json)")
     _add_locations(dia)

@@ -12,15 +12,16 @@ its provenance and wall times. Finished runs and results are skipped.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .provenance import provenance, write_json
+from .files import FileLock, write_json
+from .provenance import provenance
 
-__all__ = ["Experiment", "EXPERIMENTS", "RECIPE_CHAIN", "run_names", "reproduce", "load_results", "QUICK_RUNS", "QUICK_RESULTS"]
+__all__ = ["Experiment", "EXPERIMENTS", "RECIPE_CHAIN", "run_names", "run_lock", "reproduce", "load_results", "QUICK_RUNS",
+           "QUICK_RESULTS"]
 
 # Where quick mode (CI, ``--quick``) keeps its runs and results, apart from the real ones.
 QUICK_RUNS, QUICK_RESULTS = "cache/quick-runs", "cache/quick-results"
@@ -166,23 +167,9 @@ def run_names(quick: bool = False, groups=None) -> list[str]:
     return [name for e in EXPERIMENTS.values() if groups is None or e.group in groups for name, _ in e.runs(quick)]
 
 
-class _RunLock:
-    """An exclusive, non-blocking lock on a run folder, released when the process dies."""
-
-    def __init__(self, folder: Path):
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(folder.parent / f".{folder.name}.lock", "w")
-
-    def __enter__(self) -> bool:
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
+def run_lock(folder: Path) -> FileLock:
+    """The lock a ``reproduce`` process holds on a run folder while it trains and evaluates it."""
+    return FileLock(folder.parent / f".{folder.name}.lock")
 
 
 def _runs(count: int) -> str:
@@ -218,7 +205,7 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
             log(f"{header}: done ({result})" if not stale else
                 f"{header}: {result} was made with other settings ({stale}); delete it and {folder} to rerun")  # fmt: skip
             continue
-        with _RunLock(folder) as mine:
+        with run_lock(folder) as mine:
             if not mine:
                 log(f"{header}: another process is on it, skipped")
                 continue

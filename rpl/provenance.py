@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import subprocess
 from pathlib import Path
 
-__all__ = ["provenance", "write_json"]
+__all__ = ["provenance"]
 
 
 def _git(*args: str) -> str | None:
@@ -49,23 +48,3 @@ def provenance(**extra) -> dict:
         **extra,
     }
 
-
-def temporary(path: Path) -> Path:
-    """Where this process writes ``path`` before renaming it into place (an atomic write)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def remove_temporaries(path: Path) -> None:
-    """Delete every process's :func:`temporary` of ``path``: for a caller whose lock proves that
-    no writer of ``path`` is alive, so each was left by a killed one."""
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: str | os.PathLike, payload: dict) -> None:
-    """Write ``payload`` as indented JSON, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary(path)
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments import EXPERIMENTS, load_results
+from .files import write_text
 
 __all__ = ["PAPER", "LITERATURE", "measure", "table1", "table2", "table3", "table4", "section43", "all_tables", "pretty",
            "claims", "markdown", "update_readme"]
@@ -347,7 +348,5 @@ def update_readme(path, results_dir="results") -> bool:
     if all(m in new for m in DIAGNOSIS_MARKERS):
         new = _between(new, DIAGNOSIS_MARKERS, recipe_markdown(results_dir))
     if new != text:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(new)
-        tmp.replace(path)
+        write_text(path, new)
     return new != text

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import fcntl
 import hashlib
 import json
 import math
@@ -31,24 +30,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import losses
-from .data import PASCAL_CONTEXT_CLASSES, SIFTFLOW_CLASSES, PascalContext, SiftFlow
+from .data import check_dataset, dataset_card, open_dataset
 from .metrics import ConfusionMatrix, boundary_mask
 from .models import E2S2, FCN, ModelConfig, mobilenet_v2, vgg16
-from .proposals import COLOR_SPACES, ProposalCache, RegionSet, ground_truth_segments
+from .files import FileLock, atomic, remove_temporaries, write_json, write_text
+from .proposals import COLOR_SPACES, ProposalCache, ProposalConfig, RegionSet, ground_truth_segments
 from .proposals import cache_root as cache_root_of
-from .provenance import remove_temporaries, temporary
 
 __all__ = ["TrainConfig", "PRESETS", "train", "distributed", "evaluate", "load_run", "read_checkpoint", "prepare",
-           "predict_labels", "predict_sample"]
+           "predict_labels", "predict_sample", "run_info"]
 
 MODELS = ("e2s2", "baseline", "fcn")
 BACKBONES = ("mobilenet_v2", "vgg16")
 PRESET_NAMES = ("quick", "cpu", "ablation", "paper")  # PRESETS, below
-# name -> (class, training split, test split, class names)
-DATASETS = {
-    "siftflow": (SiftFlow, "train", "test", SIFTFLOW_CLASSES),
-    "pascal-context": (PascalContext, "train", "val", PASCAL_CONTEXT_CLASSES),
-}
 REGION_KINDS = ("selective-search", "superpixels", "rectangles")
 # Ground-truth regions at training (RegionSet.with_ground_truth): the authors' unions of
 # superpixels, the exact segments (rpl before issue 12), or, for regions=rectangles only, the
@@ -114,8 +108,7 @@ class TrainConfig:
         if not self.color_spaces or any(c not in COLOR_SPACES for c in self.color_spaces):
             raise ValueError(f"color_spaces must be a comma-separated subset of {','.join(COLOR_SPACES)}, "
                              f"got {','.join(self.color_spaces)!r}")  # fmt: skip
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
+        self.dataset = check_dataset(self.dataset)  # a data set folder as its absolute path
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.regions not in REGION_KINDS:
@@ -221,10 +214,7 @@ PRESETS = {
 
 def load_dataset(cfg: TrainConfig, split: str, data_root=None):
     """The run's data set: ``split`` is ``"train"`` or ``"test"`` (PASCAL Context's val)."""
-    cls, train_split, test_split, _ = DATASETS[cfg.dataset]
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return cls(train_split if split == "train" else test_split, data_root)
+    return open_dataset(cfg.dataset, split, data_root)
 
 
 def config_differences(saved: dict, cfg: TrainConfig) -> str:
@@ -255,11 +245,19 @@ def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
     return E2S2(backbone, num_classes, cfg.model_config())
 
 
+def _resized(h: int, w: int, size: int) -> tuple[int, int]:
+    """(height, width) of an h×w image with its longer side scaled to ``size`` (0: as it is)."""
+    if not size:
+        return h, w
+    scale = size / max(h, w)
+    return round(h * scale), round(w * scale)
+
+
 def _resize(image, label, regions: RegionSet | None, size: int):
     """Longer side to ``size`` px: image bilinear, label and regions by nearest neighbour."""
     h, w = label.shape
     scale = size / max(h, w)
-    nh, nw = round(h * scale), round(w * scale)
+    nh, nw = _resized(h, w, size)
     image = np.array(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
     rows = np.minimum((np.arange(nh) + 0.5) / scale, h - 1).astype(int)
     cols = np.minimum((np.arange(nw) + 0.5) / scale, w - 1).astype(int)
@@ -326,52 +324,63 @@ def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, tra
 class FrozenFeatures:
     """Backbone features of every image of ``dataset``, plain and flipped, for runs with
     ``freeze_backbone``: computed once (``features[index, flipped]``) into a memory-mapped file
-    under ``<cache>/features/``, written under a temporary name and renamed when complete."""
+    under ``<cache>/features/``, written under a temporary name and renamed when complete.
+    Images of several sizes share one array padded to the largest grid; a sidecar file
+    (``<name>.grids.npy``) then holds each image's grid, and reads are cut to it."""
 
     def __init__(self, model, dataset, cfg: TrainConfig, cache_root=None, progress: bool = True, device="cpu"):
         names = "\n".join(dataset.names).encode()
         stride = "" if cfg.output_stride == 16 else f"-os{cfg.output_stride}"
         key = f"{cfg.backbone}{stride}-{cfg.weights}-size{cfg.image_size}-{hashlib.sha1(names).hexdigest()[:12]}"
-        path = cache_root_of(cache_root) / "features" / type(dataset).__name__.lower() / f"{dataset.split}-{key}.npy"
+        path = cache_root_of(cache_root) / "features" / dataset.key / f"{dataset.split}-{key}.npy"
+        grids = path.with_name(f"{path.stem}.grids.npy")
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # one process computes, the others wait for it
+            with FileLock(path.with_name(f".{path.name}.lock"), blocking=True):  # one computes, others wait
                 if not path.is_file():
                     remove_temporaries(path)
-                    self._compute(model.backbone, dataset, cfg, path, progress, device)
+                    self._compute(model.backbone, dataset, cfg, path, grids, progress, device)
         self.array = np.load(path, mmap_mode="r")
+        self.grids = np.load(grids) if grids.is_file() else None
         self.path = path
 
     @staticmethod
-    def _compute(backbone, dataset, cfg, path: Path, progress: bool, device) -> None:
-        tmp = temporary(path)
-        array = None
+    def _compute(backbone, dataset, cfg, path: Path, grids_path: Path, progress: bool, device) -> None:
         backbone.eval()
-        try:
-            with torch.no_grad():
-                for index in tqdm(range(len(dataset)), desc="backbone features", unit="img", disable=not progress):
-                    sample = dataset[index]
-                    for flip in (False, True):
-                        image = prepare(sample, None, cfg, flip, training=False)[0]
-                        out = backbone(image.to(device))[0].cpu().numpy()
-                        if array is None:
-                            shape = (len(dataset), 2, *out.shape)
-                            array = np.lib.format.open_memmap(tmp, "w+", np.float32, shape)
-                        if out.shape != array.shape[2:]:
-                            raise ValueError(f"freeze_backbone needs images of one size and aspect ratio: "
-                                             f"{sample.name} gives features {out.shape}, the first image "
-                                             f"{array.shape[2:]}")
-                        array[index, int(flip)] = out
+        shapes, by_size = [], {}
+        with torch.no_grad():
+            for name in dataset.names:  # each image's feature grid, from its size alone
+                with Image.open(dataset.image_path(name)) as im:
+                    size = _resized(im.height, im.width, cfg.image_size)
+                if size not in by_size:
+                    by_size[size] = tuple(backbone(torch.zeros(1, 3, *size, device=device)).shape[1:])
+                shapes.append(by_size[size])
+        channels = shapes[0][0]
+        grids = np.array([s[1:] for s in shapes], np.int64)
+        if len(by_size) > 1:  # written before the features: a reader that finds those finds it
+            with atomic(grids_path) as tmp, open(tmp, "wb") as f:
+                np.save(f, grids)
+        else:
+            grids_path.unlink(missing_ok=True)
+        with atomic(path) as tmp, torch.no_grad():
+            shape = (len(dataset), 2, channels, *(int(n) for n in grids.max(0)))
+            array = np.lib.format.open_memmap(tmp, "w+", np.float32, shape)
+            for index in tqdm(range(len(dataset)), desc="backbone features", unit="img", disable=not progress):
+                sample = dataset[index]
+                for flip in (False, True):
+                    image = prepare(sample, None, cfg, flip, training=False)[0]
+                    out = backbone(image.to(device))[0].cpu().numpy()
+                    if out.shape != shapes[index]:
+                        raise ValueError(f"{sample.name}: features {out.shape}, expected {shapes[index]} from the "
+                                         f"size of {dataset.image_path(sample.name)}")  # fmt: skip
+                    array[index, int(flip), :, : out.shape[1], : out.shape[2]] = out
             array.flush()
             del array
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def __getitem__(self, key) -> torch.Tensor:
         index, flip = key
-        return torch.from_numpy(np.array(self.array[index, int(flip)]))[None]
+        h, w = self.array.shape[-2:] if self.grids is None else self.grids[index]
+        return torch.from_numpy(np.array(self.array[index, int(flip), :, :h, :w]))[None]
 
 
 def _loss(model, cfg: TrainConfig, features, label, regions, class_weights):
@@ -396,17 +405,17 @@ def _step_features(model, cfg: TrainConfig, images, cached):
     batch (benchmarks/backbone_batching.py; the layers after the backbone take one image at a
     time)."""
     if cached is not None:  # frozen backbone: its cached output, then the neck
-        return list(model.project(torch.cat(cached).to(images[0].device)).split(1))
-    run = model if cfg.model == "fcn" else model.features
-    if len({tuple(image.shape) for image in images}) == 1:
-        return list(run(torch.cat(images).contiguous(memory_format=torch.channels_last)).split(1))
-    return [run(image.contiguous(memory_format=torch.channels_last)) for image in images]
+        run, inputs, layout = model.project, [c.to(images[0].device) for c in cached], torch.contiguous_format
+    else:
+        run, inputs, layout = model if cfg.model == "fcn" else model.features, images, torch.channels_last
+    if len({tuple(x.shape) for x in inputs}) == 1:
+        return list(run(torch.cat(inputs).contiguous(memory_format=layout)).split(1))
+    return [run(x.contiguous(memory_format=layout)) for x in inputs]
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = temporary(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _subset(dataset, count: int):
@@ -489,7 +498,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_r
         raise
     finally:
         if lock is not None:
-            lock.close()  # releases the lock
+            lock.release()
 
 
 def _remove_contents(out: Path, folder_too: bool) -> None:
@@ -508,23 +517,14 @@ def _remove_contents(out: Path, folder_too: bool) -> None:
 RUN_LOCK = ".train.lock"
 
 
-def _lock_run(out: Path):
-    """The open lock file of run folder ``out``, held exclusively until it is closed (or the
-    process dies); FileExistsError if another process holds it."""
-    out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / RUN_LOCK, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        raise FileExistsError(f"{out}: another process (pid {holder}) is training this run; wait for it to finish, "
-                              "or choose another --out") from None  # fmt: skip
-    handle.truncate(0)
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
+def _lock_run(out: Path) -> FileLock:
+    """The lock of run folder ``out``, held until released (or the process dies);
+    FileExistsError if another process holds it."""
+    lock = FileLock(out / RUN_LOCK)
+    if not lock.acquire():
+        raise FileExistsError(f"{out}: another process (pid {lock.holder()}) is training this run; wait for it to "
+                              "finish, or choose another --out")  # fmt: skip
+    return lock
 
 
 def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, device, keep_epochs, rank,
@@ -569,11 +569,11 @@ def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, 
         start_epoch, seconds = state["epoch"], state["seconds"]
         if rank == 0:
             lines = log_path.read_text().splitlines() if log_path.exists() else []
-            log_path.write_text("".join(l + "\n" for l in lines if json.loads(l)["epoch"] < start_epoch))
+            write_text(log_path, "".join(l + "\n" for l in lines if json.loads(l)["epoch"] < start_epoch))
     elif rank == 0 and log_path.exists():
         log_path.unlink()
     if rank == 0:
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+        write_json(out / "config.json", dataclasses.asdict(cfg))
     step_module = _TrainingStep(model, cfg, class_weights)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -636,7 +636,7 @@ def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, 
         seconds += time.monotonic() - started
         if rank == 0:
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                          "seconds": seconds, "config": dataclasses.asdict(cfg)}, checkpoint)  # fmt: skip
+                          "seconds": seconds, "config": dataclasses.asdict(cfg), **_describe(dataset)}, checkpoint)
             if keep_epochs:  # a second name for this epoch's file: the next save replaces only the first
                 kept = out / "epochs" / f"epoch{epoch + 1:03d}.pt"
                 kept.parent.mkdir(exist_ok=True)
@@ -645,7 +645,7 @@ def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, 
     summary = {"config": dataclasses.asdict(cfg), "train_images": n, "epochs": cfg.epochs, "ranks": world,
                "train_seconds": seconds, "images_per_s": n * cfg.epochs / max(seconds, 1e-9)}  # fmt: skip
     if rank == 0:
-        (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(out / "train.json", summary)
     _barrier(world)
     return summary
 
@@ -670,6 +670,24 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
+def _describe(dataset) -> dict:
+    """What a checkpoint records of its data set, so that the run works without it: the class
+    names and the Selective Search settings its regions were made with."""
+    return {"classes": list(dataset.classes), "proposals": dataclasses.asdict(ProposalConfig.of(dataset))}
+
+
+def run_info(run: str | os.PathLike) -> dict:
+    """A run's ``dataset``, ``classes`` (names of labels 1..C) and ``proposals`` (the
+    :class:`~rpl.proposals.ProposalConfig` of its regions, as a dict), from its checkpoint;
+    for a run saved before checkpoints held them, from its registered data set."""
+    state = read_checkpoint(Path(run) / "checkpoint.pt")
+    dataset = state["config"]["dataset"]
+    if "classes" not in state:
+        card = dataset_card(dataset)
+        state |= {"classes": list(card.classes), "proposals": dataclasses.asdict(ProposalConfig.of(card.cls))}
+    return {"dataset": dataset, "classes": state["classes"], "proposals": state["proposals"]}
+
+
 def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None):
     """(model in eval mode, config) of a finished or checkpointed run, or of one of its kept
     epochs' ``checkpoint`` files."""
@@ -679,7 +697,8 @@ def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None
         raise FileNotFoundError(f"{checkpoint} not found: is {run} a run folder written by `python -m rpl train`?")
     state = read_checkpoint(checkpoint)
     cfg = TrainConfig(**{**LEGACY, **state["config"]})
-    model = build_model(cfg, len(DATASETS[cfg.dataset][3]), pretrained=False)
+    classes = state.get("classes") or dataset_card(cfg.dataset).classes  # runs saved before classes were
+    model = build_model(cfg, len(classes), pretrained=False)
     model.load_state_dict(state["model"])
     return model.eval(), cfg
 
@@ -718,5 +737,5 @@ def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_
     if ground_truth and cfg.model != "fcn":
         metrics["ground_truth_regions"] = True
     if split == "test" and images is None and not ground_truth and checkpoint is None:
-        (Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(Path(run) / "metrics.json", metrics)
     return metrics

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .files import atomic
+
 __all__ = [
     "SIFTFLOW_PALETTE", "palette", "colorize", "overlay", "legend", "plot_class_frequencies",
-    "label_grid", "save_figure", "setup_notebook", "show_regions",
+    "label_grid", "prediction_figure", "save_figure", "setup_notebook", "show_regions",
 ]
 
 # Row k is the colour of class k; row 0 (void) is black. Chosen so that related classes
@@ -143,13 +144,28 @@ def label_grid(rows, titles=None, row_titles=None, size=2.2):
     return fig
 
 
+def prediction_figure(image, labels, classes):
+    """The image, its label map over it and alone, and a legend of the classes it holds."""
+    import matplotlib.pyplot as plt
+
+    colours = palette(len(classes))
+    h, w = labels.shape
+    fig, axes = plt.subplots(1, 3, figsize=(3 * 3 * w / max(h, w) + 2.5, 3 * h / max(h, w) + 0.3))
+    for ax, shown, title in zip(axes, (image, overlay(image, labels, colours=colours), colours[labels]),
+                                ("image", "prediction", "label map")):  # fmt: skip
+        ax.imshow(shown)
+        ax.set_title(title, fontsize="small")
+        ax.axis("off")
+    legend(axes[-1], classes, labels, colours)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig, path, dpi: int = 100) -> None:
     """Save ``fig`` to ``path`` atomically (a temporary file renamed into place)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or None)
 
 
 def setup_notebook(dpi: int = 72) -> None:

@@ -139,7 +139,7 @@ def test_a_run_folder_takes_one_training_process(env, capsys):
     assert main(argv) == 1 and main([*argv, "--resume"]) == 1
     assert f"another process (pid {os.getpid()}) is training this run" in capsys.readouterr().err
     assert [p.name for p in run.iterdir()] == [RUN_LOCK]
-    held.close()
+    held.release()
     assert main(argv) == 0  # the lock file alone is no run
     assert main(argv) == 1 and "already holds a run" in capsys.readouterr().err
 
@@ -221,17 +221,24 @@ def test_a_damaged_checkpoint_is_named_not_a_traceback(env, capsys):
     assert not (env / "p.png").exists()
 
 
-def test_predict_any_image(env, real_siftflow):
+def test_predict_any_image(env, real_siftflow, capsys):
     from PIL import Image
+
+    from rpl.data import SIFTFLOW_CLASSES
 
     assert main(["train", "--preset", "quick", "--set", "train_images=2", "--out", str(env / "run")]) == 0
     image = real_siftflow / "Images" / "spatial_envelope_256x256_static_8outdoorcategories" / "coast_arnat59.jpg"
     small = env / "small.png"
     Image.open(image).resize((200, 150)).save(small)  # any size, any format
+    capsys.readouterr()
     assert main(["predict", str(env / "run"), str(small), "-o", str(env / "out" / "pred.png")]) == 0
-    labels = Image.open(env / "out" / "pred.png")
-    assert labels.size == (200, 150) and 1 <= np.asarray(labels).min() <= np.asarray(labels).max() <= 33
-    assert Image.open(env / "out" / "pred_overlay.png").size == (600, 150)
+    labels = np.asarray(Image.open(env / "out" / "pred.png"))
+    assert labels.shape == (150, 200) and 1 <= labels.min() <= labels.max() <= 33
+    found = capsys.readouterr().out.split("classes found: ")[1].strip().split(", ")
+    assert [f.rsplit(" ", 1)[0] for f in found] == [SIFTFLOW_CLASSES[k - 1] for k, _ in sorted(
+        zip(*np.unique(labels, return_counts=True)), key=lambda kc: -kc[1])]  # fmt: skip
+    overlay = Image.open(env / "out" / "pred_overlay.png")  # image | prediction | labels + legend
+    assert overlay.size[0] > 3 * overlay.size[1]
 
 
 def test_frozen_backbone_trains_head_only_on_cached_features(env):

@@ -139,11 +139,19 @@ class SegmentationDataset(Sequence):
     """A map-style data set of :class:`Sample` (usable directly with a PyTorch DataLoader).
 
     Subclasses fill ``self.names``, ``self.classes`` and implement ``image_path``,
-    ``label_path`` and ``_read_label``.
+    ``label_path`` and ``_read_label``; they may set ``key`` (how caches name the data set's
+    images) and ``proposal_settings`` (its Selective Search parameters, as
+    :class:`rpl.proposals.ProposalConfig` fields).
     """
 
     classes: list[str]
     names: list[str]
+    split: str = "all"
+    proposal_settings: dict = {}
+
+    @property
+    def key(self) -> str:
+        return type(self).__name__.lower()
 
     @property
     def num_classes(self) -> int:

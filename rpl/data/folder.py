@@ -1,7 +1,22 @@
-"""Bring your own data: a folder of images with same-named PNG label maps."""
+"""Bring your own data: a folder of images with same-named PNG label maps.
+
+A data set folder, as ``--dataset DIR`` and :meth:`ImageFolder.from_dir` read it::
+
+    DIR/classes.txt        one class name per line: label value k is line k (0 = void)
+    DIR/images/NAME.jpg    (or .png, .jpeg, .bmp, .tif, .webp) any size, any aspect ratio
+    DIR/labels/NAME.png    single channel, the image's size, values 0..C
+    DIR/train.txt          optional: the training images' names, one per line
+    DIR/test.txt           optional: the test images' names
+    DIR/proposals.json     optional: Selective Search settings, e.g. {"k": 400, "min_region_size": 400}
+
+Without the split files, every image whose name's SHA-1 digest is 0 modulo 5 is a test image
+(a fifth of them, the same on every machine and whatever images are added later).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -10,9 +25,20 @@ import numpy as np
 
 from .base import SegmentationDataset, read_label_png
 
-__all__ = ["ImageFolder", "IMAGE_SUFFIXES"]
+__all__ = ["ImageFolder", "IMAGE_SUFFIXES", "is_dataset_folder"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+SPLITS = ("train", "test", "all")
+PROPOSAL_SETTINGS = ("k", "sigma", "min_size", "min_region_size")
+
+
+def is_dataset_folder(path) -> bool:
+    """Whether ``path`` is a data set folder (it holds ``classes.txt``)."""
+    return Path(path).expanduser().joinpath("classes.txt").is_file()
+
+
+def _default_test(name: str) -> bool:
+    return int(hashlib.sha1(name.encode()).hexdigest(), 16) % 5 == 0
 
 
 class ImageFolder(SegmentationDataset):
@@ -25,7 +51,11 @@ class ImageFolder(SegmentationDataset):
         classes: the C class names, in label order.
 
     Every image must have its label map; the error names the first one that does not.
+    ``split`` is ``"all"``; :meth:`from_dir` reads a data set folder's splits.
     """
+
+    split = "all"
+    proposal_settings: dict = {}
 
     def __init__(
         self,
@@ -64,6 +94,46 @@ class ImageFolder(SegmentationDataset):
                     f"{self.label_path(name)}"
                 )
 
+    @classmethod
+    def from_dir(cls, folder: str | os.PathLike, split: str = "all") -> "ImageFolder":
+        """The data set folder ``folder`` (layout in this module's docstring); ``split`` is
+        ``"train"``, ``"test"`` or ``"all"``."""
+        root = Path(folder).expanduser()
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        classes_txt = root / "classes.txt"
+        if not classes_txt.is_file():
+            raise FileNotFoundError(f"{root} is not a data set folder: expected {classes_txt} (one class name per "
+                                    "line), images/ and labels/")  # fmt: skip
+        classes = [line.strip() for line in classes_txt.read_text().splitlines() if line.strip()]
+        ds = cls(root / "images", root / "labels", classes)
+        ds.root, ds.split = root, split
+        ds.proposal_settings = _proposal_settings(root / "proposals.json")
+        if split != "all":
+            lists = {s: root / f"{s}.txt" for s in ("train", "test")}
+            if lists[split].is_file():
+                wanted = [n.strip() for n in lists[split].read_text().splitlines() if n.strip()]
+                unknown = sorted(set(wanted) - set(ds.names))
+                if unknown:
+                    raise FileNotFoundError(f"{lists[split]} names {len(unknown)} images not in {root / 'images'}, "
+                                            f"e.g. {unknown[0]!r}")  # fmt: skip
+                ds.names = sorted(set(wanted))
+            elif lists["train" if split == "test" else "test"].is_file():
+                other = {n.strip() for n in lists["train" if split == "test" else "test"].read_text().splitlines()}
+                ds.names = [n for n in ds.names if n not in other]
+            else:
+                ds.names = [n for n in ds.names if _default_test(n) == (split == "test")]
+            if not ds.names:
+                raise ValueError(f"{root}: the {split} split holds no images")
+        return ds
+
+    @property
+    def key(self) -> str:
+        """Names this data set's images in caches: the resolved images folder, hashed (two
+        folders that both hold an ``0001.jpg`` never share proposals)."""
+        digest = hashlib.sha1(str(self.image_dir.resolve()).encode()).hexdigest()[:12]
+        return f"folder-{self.image_dir.resolve().parent.name}-{digest}"
+
     def image_path(self, name: str) -> Path:
         return self._images[name]
 
@@ -72,3 +142,15 @@ class ImageFolder(SegmentationDataset):
 
     def _read_label(self, path: Path) -> np.ndarray:
         return read_label_png(path)
+
+
+def _proposal_settings(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
+    if not isinstance(settings, dict) or set(settings) - set(PROPOSAL_SETTINGS):
+        raise ValueError(f"{path}: expected an object with keys among {PROPOSAL_SETTINGS}, got {settings!r}")
+    return settings

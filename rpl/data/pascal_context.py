@@ -70,6 +70,10 @@ class PascalContext(SegmentationDataset):
             instead of raising (for partial copies such as a small sample).
     """
 
+    key = "pascal-context"
+    # The paper's settings on PASCAL Context's larger images (the authors' rpUijlings2013.m).
+    proposal_settings = {"k": 400, "min_region_size": 400}
+
     def __init__(
         self,
         split: str = "train",

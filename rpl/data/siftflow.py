@@ -48,6 +48,11 @@ class SiftFlow(SegmentationDataset):
     (0 = unlabelled, 1..33 = :data:`SIFTFLOW_CLASSES`).
     """
 
+    key = "siftflow"
+    # The paper's settings, as in the authors' rpUijlings2013.m: Felzenszwalb k = min segment
+    # size = 100, regions of at least 100 px.
+    proposal_settings = {"k": 100, "min_region_size": 100}
+
     def __init__(self, split: str = "train", root: str | os.PathLike | None = None):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")

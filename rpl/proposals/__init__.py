@@ -1,6 +1,6 @@
 """Region proposals: Selective Search with free-form masks, and the RegionSet they come in."""
 
-from .cache import DEFAULT_CONFIGS, ProposalCache, ProposalConfig, cache_root
+from .cache import ProposalCache, ProposalConfig, cache_root
 from .felzenszwalb import felzenszwalb
 from .regions import RegionSet, ground_truth_segments
 from .selective_search import COLOR_SPACES, SIMILARITIES, Hierarchy, selective_search
@@ -15,6 +15,5 @@ __all__ = [
     "SIMILARITIES",
     "ProposalCache",
     "ProposalConfig",
-    "DEFAULT_CONFIGS",
     "cache_root",
 ]

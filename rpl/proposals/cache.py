@@ -22,7 +22,7 @@ from ..data.base import read_image
 from .regions import RegionSet
 from .selective_search import COLOR_SPACES, selective_search
 
-__all__ = ["ProposalConfig", "ProposalCache", "cache_root", "DEFAULT_CONFIGS"]
+__all__ = ["ProposalConfig", "ProposalCache", "cache_root"]
 
 CACHE_ENV = "RPL_CACHE"
 
@@ -48,29 +48,26 @@ class ProposalConfig:
         min_size = self.k if self.min_size is None else self.min_size
         return f"k{self.k:g}-sigma{self.sigma:g}-min{min_size:g}-region{self.min_region_size}-{abbrev}"
 
-
-# The paper's settings per data set, as in the authors' rpUijlings2013.m: Felzenszwalb k = min
-# segment size = 100 on SIFT Flow, 400 on PASCAL Context.
-DEFAULT_CONFIGS = {
-    "siftflow": ProposalConfig(k=100, min_region_size=100),
-    "pascal-context": ProposalConfig(k=400, min_region_size=400),
-}
-
+    @classmethod
+    def of(cls, dataset) -> "ProposalConfig":
+        """The data set's own settings (``dataset.proposal_settings``: the paper's for SIFT Flow
+        and PASCAL Context, a folder's ``proposals.json``), the defaults for the rest."""
+        return cls(**getattr(dataset, "proposal_settings", {}))
 
 class ProposalCache:
     """Cached proposals of one data set.
 
     Args:
-        dataset: a data set object (``rpl.data.SiftFlow("train")``, ...); its class decides
-            the folder name.
+        dataset: a data set object (``rpl.data.SiftFlow("train")``, ...); its ``key`` names
+            the folder (a data set folder's: its resolved path, hashed).
         config: Selective Search parameters; default: the paper's for that data set.
         root: cache root; default ``$RPL_CACHE`` or ``./cache``.
     """
 
     def __init__(self, dataset, config: ProposalConfig | None = None, root=None):
         self.dataset = dataset
-        self.name = _dataset_key(dataset)
-        self.config = config or DEFAULT_CONFIGS.get(self.name, ProposalConfig())
+        self.name = dataset.key
+        self.config = config or ProposalConfig.of(dataset)
         self.folder = cache_root(root) / "proposals" / self.name / self.config.key()
 
     def path(self, name: str, color_space: str) -> Path:
@@ -147,12 +144,6 @@ def _abandoned(tmp: Path) -> bool:
         return time.time() - tmp.stat().st_mtime > ABANDONED_AFTER_S
     except FileNotFoundError:  # its writer has just renamed it
         return False
-
-
-def _dataset_key(dataset) -> str:
-    return {"SiftFlow": "siftflow", "PascalContext": "pascal-context"}.get(
-        type(dataset).__name__, type(dataset).__name__.lower()
-    )
 
 
 def _compute(dataset, config: ProposalConfig, name: str, color_space: str) -> RegionSet:

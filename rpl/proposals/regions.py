@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
-from ..provenance import temporary
+from ..files import atomic
 
 __all__ = ["RegionSet", "feature_cell", "ground_truth_segments"]
 
@@ -441,11 +441,8 @@ class RegionSet:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to a compressed ``.npz`` atomically (a temporary file renamed into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary(path)
         m = self.membership
-        with open(tmp, "wb") as f:
+        with atomic(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(
                 f,
                 superpixels=self.superpixels,
@@ -456,7 +453,6 @@ class RegionSet:
                 is_ground_truth=self.is_ground_truth,
                 params=np.array(json.dumps(self.params)),
             )
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RegionSet":

@@ -1,0 +1,131 @@
+"""Bring your own data: a data set folder (classes.txt, images/, labels/, optional split lists)
+through the registry, the proposal cache and every command — check, proposals, train, and, in
+a fresh process that has only the run folder, evaluate and predict."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rpl.__main__ import main
+from rpl.data import ImageFolder, check_dataset, open_dataset
+from rpl.proposals import ProposalCache, ProposalConfig
+
+CLASSES = ["ground", "wall", "sky"]
+SIZES = {"a": (48, 64), "b": (64, 40), "c": (48, 64), "d": (64, 40), "e": (48, 64), "f": (64, 40)}
+
+
+def write_folder(root: Path, names=SIZES, splits=True) -> Path:
+    """Images of two sizes, each a sky band over a wall over the ground, labelled likewise."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    for name in names:
+        h, w = SIZES.get(name, (48, 64))
+        label = np.ones((h, w), np.uint8)
+        label[: h // 3], label[2 * h // 3 :] = 3, 1
+        label[h // 3 : 2 * h // 3] = 2
+        colours = np.array([[0, 0, 0], [90, 60, 30], [180, 180, 170], [90, 150, 230]], np.uint8)
+        image = np.clip(colours[label] + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(root / "images" / f"{name}.png")
+        Image.fromarray(label).save(root / "labels" / f"{name}.png")
+    if splits:
+        (root / "train.txt").write_text("a\nb\nc\nd\n")
+        (root / "test.txt").write_text("e\nf\n")
+    return root
+
+
+def test_a_folder_reads_its_classes_splits_and_proposal_settings(tmp_path):
+    root = write_folder(tmp_path / "scenes")
+    (root / "proposals.json").write_text(json.dumps({"k": 50, "min_region_size": 20}))
+    train, test = ImageFolder.from_dir(root, "train"), ImageFolder.from_dir(root, "test")
+    assert (train.names, test.names, train.classes) == (["a", "b", "c", "d"], ["e", "f"], CLASSES)
+    assert ImageFolder.from_dir(root).names == sorted(SIZES) and train.split == "train"
+    assert ProposalConfig.of(train) == ProposalConfig(k=50, min_region_size=20)
+    assert open_dataset(str(root), "test").names == ["e", "f"] and check_dataset(str(root)) == str(root.resolve())
+    (root / "test.txt").unlink()  # the test split is what train.txt leaves
+    assert ImageFolder.from_dir(root, "test").names == ["e", "f"]
+    (root / "train.txt").unlink()  # no lists: a fifth of the names by their SHA-1, the same everywhere
+    assert [n for n in sorted(SIZES) if int(hashlib.sha1(n.encode()).hexdigest(), 16) % 5 == 0] == ["b"]
+    assert ImageFolder.from_dir(root, "test").names == ["b"]
+    assert ImageFolder.from_dir(root, "train").names == ["a", "c", "d", "e", "f"]
+
+
+def test_bad_folders_are_named(tmp_path):
+    root = write_folder(tmp_path / "scenes")
+    with pytest.raises(FileNotFoundError, match=r"is not a data set folder: expected .*classes\.txt"):
+        ImageFolder.from_dir(tmp_path)
+    with pytest.raises(ValueError, match="or a data set folder"):
+        check_dataset("nowhere")
+    with pytest.raises(FileNotFoundError, match=r"nowhere is not a data set folder: expected .*classes\.txt"):
+        open_dataset(str(tmp_path / "nowhere"))  # a trained run may name a folder that is gone
+    (root / "train.txt").write_text("a\nzzz\n")
+    with pytest.raises(FileNotFoundError, match=r"train\.txt names 1 images not in .*images.*'zzz'"):
+        ImageFolder.from_dir(root, "train")
+    (root / "proposals.json").write_text('{"k": 50, "colour": 1}')
+    with pytest.raises(ValueError, match=r"proposals\.json: expected an object with keys among"):
+        ImageFolder.from_dir(root, "test")
+
+
+def test_two_folders_with_the_same_image_names_never_share_proposals(tmp_path):
+    one, two = write_folder(tmp_path / "one"), write_folder(tmp_path / "two")
+    caches = [ProposalCache(ImageFolder.from_dir(r, "train"), root=tmp_path / "cache") for r in (one, two)]
+    assert caches[0].folder != caches[1].folder
+    assert caches[0].folder == ProposalCache(ImageFolder.from_dir(one, "test"), root=tmp_path / "cache").folder
+
+
+def test_every_command_works_on_a_folder_and_a_run_works_without_it(tmp_path, capsys):
+    root, cache, run = write_folder(tmp_path / "scenes"), tmp_path / "cache", tmp_path / "run"
+    assert main(["check", str(root)]) == 0
+    assert "4 train / 2 test images, 3 classes" in capsys.readouterr().out
+    assert main(["proposals", "--dataset", str(root), "--workers", "1", "--color-spaces", "rgb",
+                 "--cache", str(cache)]) == 0  # fmt: skip
+    assert "4 computed" in capsys.readouterr().out
+    assert main(["train", "--preset", "quick", "--dataset", str(root), "--set", "weights=none", "--out", str(run),
+                 "--cache", str(cache)]) == 0  # fmt: skip
+    moved = root.rename(tmp_path / "elsewhere")  # predict needs the run alone
+    env = {**os.environ, "RPL_CACHE": str(cache), "PYTHONPATH": os.pathsep.join(sys.path)}
+    image = moved / "images" / "b.png"
+    done = subprocess.run([sys.executable, "-m", "rpl", "predict", str(run), str(image), "-o", str(tmp_path / "b.png"),
+                           "--size", "32"], env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "classes found:" in done.stdout and any(c in done.stdout.split("classes found:")[1] for c in CLASSES)
+    labels = np.asarray(Image.open(tmp_path / "b.png"))
+    assert labels.shape == SIZES["b"] and labels.max() <= len(CLASSES)
+    assert (tmp_path / "b_overlay.png").is_file()
+    moved.rename(root)
+    done = subprocess.run([sys.executable, "-m", "rpl", "evaluate", str(run)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "all: global" in done.stdout
+
+
+def test_the_frozen_preset_takes_images_of_several_sizes(tmp_path):
+    """Cached backbone features of a folder with two image sizes: each image's own grid, equal
+    to the backbone's output on it, plain and flipped; and a frozen run trains on them."""
+    import torch
+
+    from rpl.train import PRESETS, FrozenFeatures, build_model, prepare
+
+    root = write_folder(tmp_path / "scenes")
+    cfg = PRESETS["quick"].with_overrides(["freeze_backbone=true", f"dataset={root}"])  # ImageNet weights
+    model = build_model(cfg, len(CLASSES)).eval()
+    train = ImageFolder.from_dir(root, "train")
+    frozen = FrozenFeatures(model, train, cfg, cache_root=tmp_path / "cache", progress=False)
+    assert frozen.grids is not None and len({tuple(g) for g in frozen.grids}) == 2
+    again = FrozenFeatures(model, train, cfg, cache_root=tmp_path / "cache", progress=False)  # read back
+    for index in range(len(train)):
+        for flip in (False, True):
+            with torch.no_grad():
+                expected = model.backbone(prepare(train[index], None, cfg, flip, training=False)[0])
+            torch.testing.assert_close(frozen[index, flip], expected)
+            torch.testing.assert_close(again[index, flip], expected)
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "quick", "--dataset", str(root), "--set", "freeze_backbone=true", "--out",
+                 str(run), "--cache", str(tmp_path / "cache")]) == 0  # fmt: skip
