@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from rpl.models import mobilenet_v2
 from rpl.files import write_json
+from rpl.models import mobilenet_v2
 from rpl.provenance import provenance
 
 VARIANTS = ("one at a time", "batched", "batched, channels_last")

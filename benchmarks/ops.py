@@ -29,9 +29,9 @@ import torchvision
 from PIL import Image
 
 from rpl.data import SiftFlow
+from rpl.files import write_json
 from rpl.ops import free_form_roi_pool, reference, region_to_pixel
 from rpl.proposals import selective_search
-from rpl.files import write_json
 from rpl.provenance import provenance
 
 CLASSES = 33

@@ -25,8 +25,8 @@ import numpy as np
 from scipy import ndimage
 
 from rpl.data import SiftFlow
-from rpl.proposals import COLOR_SPACES, selective_search
 from rpl.files import write_json
+from rpl.proposals import COLOR_SPACES, selective_search
 from rpl.provenance import provenance
 
 try:

@@ -21,7 +21,7 @@ import torch
 
 from rpl.files import write_json
 from rpl.provenance import provenance
-from rpl.train import PRESETS, train
+from rpl.runs import PRESETS, train
 
 
 def main() -> None:

@@ -111,7 +111,7 @@ def _proposals(args) -> int:
 def _train(args) -> int:
     import torch.distributed as dist
 
-    from .train import PRESETS, train
+    from .runs import PRESETS, train
 
     cfg = PRESETS[args.preset]
     try:
@@ -135,7 +135,7 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from .files import write_json
     from .provenance import provenance
-    from .train import evaluate
+    from .runs import evaluate
 
     try:
         metrics = evaluate(args.run, args.split, data_root=args.root, cache_root=args.cache, device=args.device)
@@ -161,7 +161,7 @@ def _predict(args) -> int:
 
     from .data.base import Sample, read_image
     from .proposals import selective_search
-    from .train import load_run, predict_labels, prepare, run_info
+    from .runs import load_run, predict_labels, prepare, run_info
     from .viz import prediction_figure, save_figure
 
     out = Path(args.output)

@@ -90,7 +90,7 @@ def winning_regions(model, cfg, dataset, cache, progress: bool = True, device="c
     ``wrong_margin_median``, the median logit (or probability) of the predicted class minus
     the true one, and ``wrong_true_rank_median``, the true class's median rank (1 = first).
     """
-    from .train import prepare
+    from .runs import prepare
 
     model.eval().to(device)
     c = dataset.num_classes
@@ -99,10 +99,8 @@ def winning_regions(model, cfg, dataset, cache, progress: bool = True, device="c
     for index in tqdm(range(len(dataset)), desc="winning regions", unit="img", disable=not progress):
         sample = dataset[index]
         image, label, regions = prepare(sample, cache.get(sample.name, "rgb"), cfg, False, training=True)
-        features = model.features(image.to(device))
-        batch = model.region_batch(regions, features.shape[-2:]).to(device)
-        atoms, winners = model.atom_scores(model.region_scores(features, batch), batch, return_winners=True)
-        atoms, winners = atoms.cpu().numpy(), winners.cpu().numpy()
+        out = model.scores(model.features(image.to(device)), regions, return_winners=True)
+        atoms, winners = out.atoms.cpu().numpy(), out.winners.cpu().numpy()
         labels, pixels = regions.cell_labels, regions.cell_areas.astype(np.float64)
         keep = labels > 0
         atoms, winners, labels, pixels = atoms[keep], winners[keep], labels[keep], pixels[keep]
@@ -146,14 +144,15 @@ def diagnose(run, train_images: int = 200, data_root=None, cache_root=None, prog
     proposals (are the regions the limit?), and :func:`winning_regions` on the same training
     images (does a container win the max?). An FCN run gets the first only."""
     from .proposals import ProposalCache
-    from .train import _subset, evaluate, load_run, training_images
+    from .runs import evaluate, load_run, training_images
+    from .runs.prepare import subset
 
     model, cfg = load_run(run)
     common = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device)
     out = {"train": evaluate(run, "train", images=train_images, **common)}
     if cfg.model != "fcn":  # the FCN has no regions
         out["test_with_ground_truth_regions"] = evaluate(run, "test", ground_truth=True, **common)
-        train_set = _subset(training_images(cfg, data_root), train_images)
+        train_set = subset(training_images(cfg, data_root), train_images)
         out["winning_regions_train"] = winning_regions(model, cfg, train_set, ProposalCache(train_set, root=cache_root),
                                                        progress, device)  # fmt: skip
     return out
@@ -169,7 +168,7 @@ def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None
     that were not kept (a run resumed with ``keep_epochs``, say)."""
     from pathlib import Path
 
-    from .train import evaluate
+    from .runs import evaluate
 
     kept = sorted((Path(run) / "epochs").glob("epoch*.pt"))
     if not kept:

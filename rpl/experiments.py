@@ -47,7 +47,7 @@ class Experiment:
         return [(self.name if s == 0 else f"{self.name}_seed{s}", s) for s in seeds]
 
     def config(self, seed: int = 0, quick: bool = False):
-        from .train import PRESETS
+        from .runs import PRESETS
 
         if quick:  # the quick preset, on the experiment's code path (frozen features or not, its pooling)
             p = PRESETS[self.preset]
@@ -185,7 +185,7 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
     Runs another process holds are skipped (and reported), so ``reproduce`` may run in several
     processes at once; an interrupted run resumes from its last epoch. Each results file
     records the git commit and tree state as this call found them: the code it runs."""
-    from .train import evaluate, load_dataset, train
+    from .runs import evaluate, load_dataset, train
 
     code = {key: value for key, value in provenance().items() if key.startswith("git_")}
 
@@ -243,8 +243,8 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
 
 
 def _stale(config: dict, cfg) -> str:
-    """:func:`rpl.train.config_differences` (imported when called: ``rpl.train`` is heavy)."""
-    from .train import config_differences
+    """:func:`rpl.runs.config_differences` (imported when called: ``rpl.runs`` is heavy)."""
+    from .runs import config_differences
 
     return config_differences(config, cfg)
 

@@ -46,22 +46,20 @@ class Explanation:
     def compute(cls, model, image: np.ndarray, regions: RegionSet, classes, cfg=None) -> "Explanation":
         """Run ``model`` (an :class:`~rpl.models.E2S2`) on ``image`` (uint8[H, W, 3]) with
         ``regions`` proposed on that image, prepared as its run's ``cfg`` (a
-        :class:`~rpl.train.TrainConfig`: image size, region kind) prepares test images."""
+        :class:`~rpl.runs.TrainConfig`: image size, region kind) prepares test images."""
         from .data import Sample
-        from .train import TrainConfig, prepare
+        from .runs import TrainConfig, prepare
 
         if regions.shape != image.shape[:2]:
             raise ValueError(f"regions cover {regions.shape}, the image is {image.shape[:2]}")
         sample = Sample(image=image, label=np.zeros(image.shape[:2], np.int64), name="")
         tensor, _, regions = prepare(sample, regions, cfg or TrainConfig(), False, training=False)
         image = np.ascontiguousarray(tensor[0].permute(1, 2, 0).mul(255).round().byte().numpy())
-        features = model.features(tensor)
-        batch = model.region_batch(regions, features.shape[-2:])
-        logits = model.region_scores(features, batch)
-        scores = model.maximised_scores(logits)
-        probabilities = scores is not logits
-        atoms, winners = model.atom_scores(logits, batch, return_winners=True)
-        prediction = (atoms.argmax(1) + 1).numpy()[regions.superpixels]
+        out = model.scores(model.features(tensor), regions, return_winners=True)
+        scores = model.maximised_scores(out.logits)
+        probabilities = scores is not out.logits
+        atoms, winners = out.atoms, out.winners
+        prediction = out.labels().numpy()
         return cls(image, regions, scores.numpy(), atoms.numpy(), winners.numpy(), prediction, list(classes),
                    probabilities)  # fmt: skip
 
@@ -137,7 +135,7 @@ def region_explorer(model, samples, proposals, classes, cfg=None):
         samples: {name: :class:`~rpl.data.Sample`}.
         proposals: callable name -> RegionSet of that image (e.g. a cache's RGB proposals).
         classes: class names of labels 1..C.
-        cfg: the run's :class:`~rpl.train.TrainConfig` (how it prepares test images).
+        cfg: the run's :class:`~rpl.runs.TrainConfig` (how it prepares test images).
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt

@@ -53,7 +53,7 @@ def example_names(dataset, count: int = 5) -> list[str]:
 
 def predictions(run, dataset, names, cache_root=None) -> dict[str, np.ndarray]:
     """{name: label map} of a trained run on some images of ``dataset``."""
-    from .train import load_run, predict_sample
+    from .runs import load_run, predict_sample
 
     model, cfg = load_run(run)
     cache = ProposalCache(dataset, root=cache_root)
@@ -136,7 +136,7 @@ def explorer_snapshot(run, dataset, name: str, cache_root=None):
     """The region explorer's view of one pixel: the boundary pixel of ``name`` where the most
     regions overlap, its winning region and runner-ups for the predicted class."""
     from .explorer import Explanation
-    from .train import load_run
+    from .runs import load_run
 
     model, cfg = load_run(run)
     sample = dataset[dataset.names.index(name)]

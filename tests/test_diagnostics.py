@@ -8,7 +8,7 @@ from rpl.__main__ import main
 from rpl.data.base import Sample
 from rpl.diagnostics import WATCHED, recipe_table, region_majorities, upper_bounds, winning_regions
 from rpl.proposals import RegionSet
-from rpl.train import evaluate
+from rpl.runs import evaluate
 
 
 class _Data:
@@ -62,7 +62,7 @@ def test_winning_regions_match_a_brute_force_reading_of_eq3(real_siftflow):
     dense masks and plain maxima over the regions containing each pixel."""
     from rpl.data import SiftFlow
     from rpl.proposals import selective_search
-    from rpl.train import PRESETS, build_model, prepare
+    from rpl.runs import PRESETS, build_model, prepare
 
     cfg = PRESETS["quick"]
     dataset = SiftFlow("train", real_siftflow.parent)

@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
-from rpl.train import PRESETS, _TrainingStep, build_model, load_dataset, prepare, train
 from rpl.losses import balanced_weights
 from rpl.proposals import ProposalCache
+from rpl.runs import PRESETS, build_model, load_dataset, prepare, train
+from rpl.runs.loop import _TrainingStep
 
 # 5 images, 4 per step: step 1 gives each rank 2 images, step 2 gives rank 1 none.
 OPTIONS = ["--preset", "quick", "--set", "train_images=5", "--set", "images_per_step=4", "--set", "epochs=2",

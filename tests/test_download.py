@@ -10,12 +10,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import write_siftflow_tree
 
 from rpl.__main__ import main
 from rpl.data import DownloadError, SiftFlow, fetch
 from rpl.data import download as dl
-
-from conftest import write_siftflow_tree
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):

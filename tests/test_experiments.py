@@ -9,10 +9,10 @@ import pytest
 
 from rpl import experiments, tables
 from rpl.__main__ import main
-from rpl.experiments import EXPERIMENTS, reproduce, run_lock, run_names
 from rpl.diagnostics import recipe_markdown
+from rpl.experiments import EXPERIMENTS, reproduce, run_lock, run_names
 from rpl.figures import FIGURES
-from rpl.train import PRESETS, TrainConfig
+from rpl.runs import PRESETS, TrainConfig
 
 
 def test_every_experiment_is_a_valid_configuration():

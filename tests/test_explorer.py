@@ -54,7 +54,7 @@ def test_bad_pixel_and_class_are_named(case):
 def test_explorer_widget_redraws_for_every_control(case, capsys):
     model, test, sample, regions = case
     box = region_explorer(model, {sample.name: sample}, lambda name: regions, test.classes)
-    (image, label), (row, col) = box.children[0].children, box.children[1].children
+    (_, label), (row, col) = box.children[0].children, box.children[1].children
     capsys.readouterr()
     row.value, col.value, label.value = 10, 250, 3  # outside a kernel the Output widget prints
     lines = capsys.readouterr().out.splitlines()

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 import scipy.sparse
 import torch
+from conftest import SIFTFLOW_SUBDIR, write_siftflow_tree
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_cases import random_boxes
 from PIL import Image
 
 from rpl.__main__ import main
@@ -26,10 +28,7 @@ from rpl.data import ImageFolder, SiftFlow
 from rpl.data.folder import IMAGE_SUFFIXES
 from rpl.ops import free_form_roi_pool, reference, region_to_pixel
 from rpl.proposals import COLOR_SPACES, ProposalCache, RegionSet, selective_search
-from rpl.train import PRESETS, TrainConfig
-
-from conftest import SIFTFLOW_SUBDIR, write_siftflow_tree
-from op_cases import random_boxes
+from rpl.runs import PRESETS, TrainConfig
 
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 

@@ -111,7 +111,7 @@ def test_the_frozen_preset_takes_images_of_several_sizes(tmp_path):
     to the backbone's output on it, plain and flipped; and a frozen run trains on them."""
     import torch
 
-    from rpl.train import PRESETS, FrozenFeatures, build_model, prepare
+    from rpl.runs import PRESETS, FrozenFeatures, build_model, prepare
 
     root = write_folder(tmp_path / "scenes")
     cfg = PRESETS["quick"].with_overrides(["freeze_backbone=true", f"dataset={root}"])  # ImageNet weights

@@ -6,11 +6,10 @@ import torch
 import torchvision
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_cases import pool_case, r2p_case, random_boxes
 
 from rpl.ops import FreeFormRoIPool, RegionToPixel, free_form_roi_pool, reference, region_to_pixel
 from rpl.proposals import RegionSet
-
-from op_cases import pool_case, r2p_case, random_boxes
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 

@@ -5,13 +5,12 @@ import time
 
 import numpy as np
 import pytest
+from conftest import SIFTFLOW_SUBDIR, write_siftflow_tree
 from PIL import Image
 
 from rpl.__main__ import main
 from rpl.data import SiftFlow
 from rpl.proposals import ProposalCache, ProposalConfig, selective_search
-
-from conftest import SIFTFLOW_SUBDIR, write_siftflow_tree
 
 
 @pytest.fixture

@@ -1,13 +1,11 @@
 import numpy as np
 import pytest
 import scipy.io
+from conftest import SIFTFLOW_SUBDIR, write_siftflow_tree
 from PIL import Image
 
 import rpl
 from rpl.data import SIFTFLOW_CLASSES, SiftFlow
-
-from conftest import SIFTFLOW_SUBDIR, write_siftflow_tree
-
 
 # --- the real data -----------------------------------------------------------------------
 

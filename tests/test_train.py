@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from rpl.__main__ import main
-from rpl.train import PRESETS, TrainConfig, evaluate, train
+from rpl.runs import PRESETS, TrainConfig, evaluate, train
 
 
 def test_quick_train_and_evaluate(env, capsys):
@@ -51,7 +51,7 @@ def test_training_regions_follow_the_recipe(real_siftflow):
     truth."""
     from rpl.data import SiftFlow
     from rpl.proposals import selective_search
-    from rpl.train import prepare
+    from rpl.runs import prepare
 
     sample = SiftFlow("train", real_siftflow.parent)[5]
     proposals = selective_search(sample.image)
@@ -83,7 +83,7 @@ def test_checkpoints_from_before_the_recipe_options_load_as_trained(env):
     for key in ("alignment", "train_regions", "proposal_iou", "mask", "output_stride"):
         del state["config"][key]
     torch.save(state, env / "run" / "checkpoint.pt")
-    from rpl.train import load_run
+    from rpl.runs import load_run
 
     _, old = load_run(env / "run")
     assert (old.alignment, old.train_regions, old.proposal_iou, old.mask) == ("legacy", "exact", 0.0, "cells")
@@ -124,14 +124,15 @@ def test_every_setting_is_checked_and_the_error_names_it(bad, match):
 
 
 def test_the_preset_names_are_the_presets():
-    from rpl.train import PRESET_NAMES
+    from rpl.runs import PRESET_NAMES
 
     assert tuple(PRESETS) == PRESET_NAMES and all(cfg.preset == name for name, cfg in PRESETS.items())
 
 
 def test_a_run_folder_takes_one_training_process(env, capsys):
     """While a process trains into a folder, another fails at once naming it, and writes nothing."""
-    from rpl.train import RUN_LOCK, _lock_run
+    from rpl.runs import RUN_LOCK
+    from rpl.runs.loop import _lock_run
 
     run = env / "run"
     held = _lock_run(run)  # as a training process holds it
@@ -147,12 +148,12 @@ def test_a_run_folder_takes_one_training_process(env, capsys):
 def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(env, monkeypatch):
     """An error after the folder was made (here: no training data) leaves no config.json or log
     that would make the next attempt demand --resume; a folder that held a run is kept."""
-    import rpl.train
+    import rpl.runs.loop
 
     def broken(*args, **kwargs):
         raise FileNotFoundError("no training images here")
 
-    monkeypatch.setattr(rpl.train, "training_images", broken)
+    monkeypatch.setattr(rpl.runs.loop, "training_images", broken)
     cfg = PRESETS["quick"].with_overrides(["train_images=2"])
     with pytest.raises(FileNotFoundError, match="no training images"):
         train(cfg, env / "new", progress=False)
@@ -164,7 +165,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(env, monkeypatch
     monkeypatch.undo()
     train(cfg, env / "run", progress=False)
     (env / "run" / "train.json").unlink()
-    monkeypatch.setattr(rpl.train, "training_images", broken)
+    monkeypatch.setattr(rpl.runs.loop, "training_images", broken)
     with pytest.raises(FileNotFoundError):
         train(cfg, env / "run", resume=True, progress=False)
     assert (env / "run" / "checkpoint.pt").is_file()  # a run with a checkpoint is never removed
@@ -242,7 +243,7 @@ def test_predict_any_image(env, real_siftflow, capsys):
 
 
 def test_frozen_backbone_trains_head_only_on_cached_features(env):
-    from rpl.train import FrozenFeatures, build_model, load_dataset, prepare
+    from rpl.runs import FrozenFeatures, build_model, load_dataset, prepare
 
     cfg = PRESETS["quick"].with_overrides(["freeze_backbone=true", "train_images=4", "test_images=2"])
     summary = train(cfg, env / "run", progress=False)
@@ -269,7 +270,7 @@ def test_frozen_backbone_trains_head_only_on_cached_features(env):
 def test_head_epochs_train_the_head_on_cached_features_then_everything(env):
     """head_epochs=1 of 2: after the first epoch the backbone is still ImageNet's and the head
     has moved (trained on the frozen-feature cache); the second fine-tunes the backbone too."""
-    from rpl.train import build_model
+    from rpl.runs import build_model
 
     cfg = PRESETS["quick"].with_overrides(["train_images=4", "test_images=2", "epochs=2", "lr_drop_epoch=2",
                                            "head_epochs=1"])  # fmt: skip

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+
 from .base import SegmentationDataset, data_root, missing_dataset_error, read_label_png
 
 __all__ = ["PascalContext", "PASCAL_CONTEXT_CLASSES", "read_class_list"]

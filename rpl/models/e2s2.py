@@ -18,7 +18,7 @@ from torch import nn
 from ..ops import free_form_roi_pool, region_to_pixel
 from .backbones import Backbone
 
-__all__ = ["E2S2", "ModelConfig", "RegionBatch"]
+__all__ = ["E2S2", "ModelConfig", "RegionBatch", "RegionScores"]
 
 POOLINGS = ("free-form", "box", "both")
 COMBINES = ("tied", "separate")
@@ -203,12 +203,40 @@ class E2S2(nn.Module):
         with ``return_winners``, also the region that gave each of them (long [A, C])."""
         return region_to_pixel(self.maximised_scores(region_scores), regions.membership, return_winners)
 
-    def forward(self, images: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
-        """One image (Tensor[1, 3, H, W] in 0..1) and its regions -> atom scores [A, C]."""
-        return self.atom_scores(self.region_scores(self.features(images), regions), regions)
+    def scores(self, features: torch.Tensor, regions, return_winners: bool = False) -> RegionScores:
+        """Everything one image's regions give, from its :meth:`features` (Tensor[1, C, h, w]):
+        ``regions`` a :class:`~rpl.proposals.RegionSet` (its batch built here, on the features'
+        device) or a :class:`RegionBatch`."""
+        batch = regions if isinstance(regions, RegionBatch) else self.region_batch(regions, features.shape[-2:])
+        batch = batch.to(features.device)
+        logits = self.region_scores(features, batch)
+        atoms = self.atom_scores(logits, batch, return_winners)
+        atoms, winners = atoms if return_winners else (atoms, None)
+        return RegionScores(batch, logits, atoms, winners)
+
+    def forward(self, images: torch.Tensor, regions) -> torch.Tensor:
+        """One image (Tensor[1, 3, H, W] in 0..1) and its regions (RegionSet or RegionBatch)
+        -> atom scores [A, C]."""
+        return self.scores(self.features(images), regions).atoms
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
-        """Label map (Tensor[H, W], classes 1..C) of one image."""
-        scores = self.forward(images, regions)
-        return (scores.argmax(1) + 1)[regions.cells]
+    def predict(self, images: torch.Tensor, regions) -> torch.Tensor:
+        """Label map (Tensor[H, W], classes 1..C) of one image and its regions (RegionSet or
+        RegionBatch): each pixel its atom's arg-max class (Eq. 3; Eq. 1 for the baseline)."""
+        return self.scores(self.features(images), regions).labels()
+
+
+@dataclass
+class RegionScores:
+    """What :meth:`E2S2.scores` gives: the regions' batch, their logits [R, C], the atoms'
+    scores [A, C] (Eq. 3's maxima; Eq. 1's with ``order="softmax-max"``) and, when asked for,
+    the region that gave each (long [A, C], -1 where no region holds the atom)."""
+
+    batch: RegionBatch
+    logits: torch.Tensor
+    atoms: torch.Tensor
+    winners: torch.Tensor | None = None
+
+    def labels(self) -> torch.Tensor:
+        """Label map (Tensor[H, W], classes 1..C): each pixel its atom's arg-max class."""
+        return (self.atoms.argmax(1) + 1)[self.batch.cells]

@@ -74,6 +74,7 @@ class FCN(nn.Module):
         return resample_cells(scores, skip_stride, b.skip_offset, images.shape[-2:])
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """Label map (Tensor[H, W], classes 1..C) of one image."""
+    def predict(self, images: torch.Tensor, regions=None) -> torch.Tensor:
+        """Label map (Tensor[H, W], classes 1..C) of one image (``regions``, which the FCN does
+        not use, for the region models' signature)."""
         return self.forward(images)[0].argmax(0) + 1

@@ -8,11 +8,10 @@ the simulator runs every GPU thread as a Python thread.
 import numpy as np
 import pytest
 import torch
+from op_cases import pool_case, r2p_case
 
 from rpl.ops import _cpu, _cuda, reference
 from rpl.ops._common import membership_csr, roi_bins
-
-from op_cases import pool_case, r2p_case
 
 cuda = _cuda.cuda
 

@@ -1,0 +1,78 @@
+"""Backbone features computed once per image and flip, for runs with ``freeze_backbone``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..files import FileLock, atomic, remove_temporaries
+from ..proposals import cache_root as cache_root_of
+from .config import TrainConfig
+from .prepare import prepare, resized_shape
+
+
+class FrozenFeatures:
+    """Backbone features of every image of ``dataset``, plain and flipped, for runs with
+    ``freeze_backbone``: computed once (``features[index, flipped]``) into a memory-mapped file
+    under ``<cache>/features/``, written under a temporary name and renamed when complete.
+    Images of several sizes share one array padded to the largest grid; a sidecar file
+    (``<name>.grids.npy``) then holds each image's grid, and reads are cut to it."""
+
+    def __init__(self, model, dataset, cfg: TrainConfig, cache_root=None, progress: bool = True, device="cpu"):
+        names = "\n".join(dataset.names).encode()
+        stride = "" if cfg.output_stride == 16 else f"-os{cfg.output_stride}"
+        key = f"{cfg.backbone}{stride}-{cfg.weights}-size{cfg.image_size}-{hashlib.sha1(names).hexdigest()[:12]}"
+        path = cache_root_of(cache_root) / "features" / dataset.key / f"{dataset.split}-{key}.npy"
+        grids = path.with_name(f"{path.stem}.grids.npy")
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(path.with_name(f".{path.name}.lock"), blocking=True):  # one computes, others wait
+                if not path.is_file():
+                    remove_temporaries(path)
+                    self._compute(model.backbone, dataset, cfg, path, grids, progress, device)
+        self.array = np.load(path, mmap_mode="r")
+        self.grids = np.load(grids) if grids.is_file() else None
+        self.path = path
+
+    @staticmethod
+    def _compute(backbone, dataset, cfg, path: Path, grids_path: Path, progress: bool, device) -> None:
+        backbone.eval()
+        shapes, by_size = [], {}
+        with torch.no_grad():
+            for name in dataset.names:  # each image's feature grid, from its size alone
+                with Image.open(dataset.image_path(name)) as im:
+                    size = resized_shape(im.height, im.width, cfg.image_size)
+                if size not in by_size:
+                    by_size[size] = tuple(backbone(torch.zeros(1, 3, *size, device=device)).shape[1:])
+                shapes.append(by_size[size])
+        channels = shapes[0][0]
+        grids = np.array([s[1:] for s in shapes], np.int64)
+        if len(by_size) > 1:  # written before the features: a reader that finds those finds it
+            with atomic(grids_path) as tmp, open(tmp, "wb") as f:
+                np.save(f, grids)
+        else:
+            grids_path.unlink(missing_ok=True)
+        with atomic(path) as tmp, torch.no_grad():
+            shape = (len(dataset), 2, channels, *(int(n) for n in grids.max(0)))
+            array = np.lib.format.open_memmap(tmp, "w+", np.float32, shape)
+            for index in tqdm(range(len(dataset)), desc="backbone features", unit="img", disable=not progress):
+                sample = dataset[index]
+                for flip in (False, True):
+                    image = prepare(sample, None, cfg, flip, training=False)[0]
+                    out = backbone(image.to(device))[0].cpu().numpy()
+                    if out.shape != shapes[index]:
+                        raise ValueError(f"{sample.name}: features {out.shape}, expected {shapes[index]} from the "
+                                         f"size of {dataset.image_path(sample.name)}")  # fmt: skip
+                    array[index, int(flip), :, : out.shape[1], : out.shape[2]] = out
+            array.flush()
+            del array
+
+    def __getitem__(self, key) -> torch.Tensor:
+        index, flip = key
+        h, w = self.array.shape[-2:] if self.grids is None else self.grids[index]
+        return torch.from_numpy(np.array(self.array[index, int(flip), :, :h, :w]))[None]
