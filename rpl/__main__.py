@@ -10,11 +10,7 @@ from . import data
 
 
 def _fetch(args) -> int:
-    try:
-        path = data.fetch(args.dataset, root=args.root, timeout=args.timeout)
-    except data.DownloadError as e:
-        print(f"rpl fetch: {e}", file=sys.stderr)
-        return 1
+    path = data.fetch(args.dataset, root=args.root, timeout=args.timeout)
     print(f"{args.dataset} is ready in {path}")
     return 0
 
@@ -28,11 +24,7 @@ def _dataset(text: str) -> str:
 
 
 def _check(args) -> int:
-    try:
-        sets = [data.open_dataset(args.dataset, split, root=args.root) for split in ("train", "test")]
-    except (FileNotFoundError, ValueError) as e:
-        print(f"rpl check: {e}", file=sys.stderr)
-        return 1
+    sets = [data.open_dataset(args.dataset, split, root=args.root) for split in ("train", "test")]
     sizes = " / ".join(f"{len(ds)} {ds.split}" for ds in sets)
     print(f"{args.dataset}: {sizes} images, {sets[0].num_classes} classes, in {sets[0].root}")
     problems = [p for ds in sets for p in ds.problems()]
@@ -92,12 +84,8 @@ def _proposals(args) -> int:
     if unknown or not color_spaces:
         print(f"rpl proposals: --color-spaces takes a list from {COLOR_SPACES}", file=sys.stderr)
         return 2
-    try:
-        sets = [data.open_dataset(args.dataset, s, root=args.root)
-                for s in (("train", "test") if args.split == "all" else ["test" if args.split == "val" else args.split])]  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:
-        print(f"rpl proposals: {e}", file=sys.stderr)
-        return 1
+    sets = [data.open_dataset(args.dataset, s, root=args.root)
+            for s in (("train", "test") if args.split == "all" else ["test" if args.split == "val" else args.split])]  # fmt: skip
     for ds in sets:
         cache = ProposalCache(ds, root=args.cache)
         stats = cache.build(color_spaces, shard=args.shard, workers=args.workers)
@@ -119,9 +107,6 @@ def _train(args) -> int:
         cfg = cfg.with_overrides([f"model={args.model}", *dataset, *args.set])
         summary = train(cfg, args.out, resume=args.resume, data_root=args.root, cache_root=args.cache,
                         device=args.device, keep_epochs=args.keep_epochs)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"rpl train: {e}", file=sys.stderr)
-        return 1
     finally:
         if dist.is_initialized():  # under torchrun
             dist.destroy_process_group()
@@ -137,11 +122,7 @@ def _evaluate(args) -> int:
     from .provenance import provenance
     from .runs import evaluate
 
-    try:
-        metrics = evaluate(args.run, args.split, data_root=args.root, cache_root=args.cache, device=args.device)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"rpl evaluate: {e}", file=sys.stderr)
-        return 1
+    metrics = evaluate(args.run, args.split, data_root=args.root, cache_root=args.cache, device=args.device)
     for part in ("all", "boundary"):
         m = metrics[part]
         print(f"{part:>8}: global {m['global_accuracy']:.1%}  class {m['class_accuracy']:.1%}  "
@@ -164,26 +145,22 @@ def _predict(args) -> int:
     from .runs import load_run, predict_labels, prepare, run_info
     from .viz import prediction_figure, save_figure
 
-    out = Path(args.output)
-    try:  # the output checked before any work
-        if out.is_dir() or out.suffix.lower() != ".png":
-            raise ValueError(f"-o {out}: a label map is written losslessly, as PNG; give a file name ending in .png")
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ValueError(f"-o {out}: cannot create the folder {out.parent} ({e.strerror})") from None
-        if not os.access(out.parent, os.W_OK):
-            raise ValueError(f"-o {out}: the folder {out.parent} is not writable")
-        model, cfg = load_run(args.run)
-        info = run_info(args.run)
-        if args.size is not None:
-            if args.size < 1:
-                raise ValueError(f"--size {args.size}: give the longer side in pixels, at least 1")
-            cfg = dataclasses.replace(cfg, image_size=args.size)
-        image = read_image(Path(args.image))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"rpl predict: {e}", file=sys.stderr)
-        return 1
+    out = Path(args.output)  # checked before any work
+    if out.is_dir() or out.suffix.lower() != ".png":
+        raise ValueError(f"-o {out}: a label map is written losslessly, as PNG; give a file name ending in .png")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"-o {out}: cannot create the folder {out.parent} ({e.strerror})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ValueError(f"-o {out}: the folder {out.parent} is not writable")
+    model, cfg = load_run(args.run)
+    info = run_info(args.run)
+    if args.size is not None:
+        if args.size < 1:
+            raise ValueError(f"--size {args.size}: give the longer side in pixels, at least 1")
+        cfg = dataclasses.replace(cfg, image_size=args.size)
+    image = read_image(Path(args.image))
     classes = info["classes"]
     sample = Sample(image=image, label=np.zeros(image.shape[:2], np.int64), name=Path(args.image).stem)
     proposals = {**info["proposals"], "strategies": tuple(info["proposals"]["strategies"])}
@@ -208,12 +185,8 @@ def _reproduce(args) -> int:
 
     runs = args.runs or (QUICK_RUNS if args.quick else "runs")
     results = args.results or (QUICK_RESULTS if args.quick else "results")
-    try:
-        reproduce(runs, results, quick=args.quick, only=args.only or None, data_root=args.root,
-                  cache_root=args.cache, device=args.device, progress=args.progress)  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:
-        print(f"rpl reproduce: {e}", file=sys.stderr)
-        return 1
+    reproduce(runs, results, quick=args.quick, only=args.only or None, data_root=args.root,
+              cache_root=args.cache, device=args.device, progress=args.progress)  # fmt: skip
     return 0
 
 
@@ -227,25 +200,21 @@ def _diagnose(args) -> int:
     if bool(args.run) == args.bounds or (args.curve and args.bounds):
         print("rpl diagnose: give a run folder (with --curve, or not) or --bounds", file=sys.stderr)
         return 2
-    try:
-        if args.bounds:
-            from .proposals import ProposalCache
+    if args.bounds:
+        from .proposals import ProposalCache
 
-            test = data.open_dataset(args.dataset, "test", root=args.root)
-            payload = {"dataset": args.dataset, "split": test.split, "images": len(test),
-                       **diagnostics.upper_bounds(test, ProposalCache(test, root=args.cache))}  # fmt: skip
-            out = Path(args.out or "results/diagnostics_bounds.json")
-        elif args.curve:
-            payload = {"run": str(args.run), **diagnostics.learning_curve(args.run, args.train_images, args.root,
-                                                                          args.cache, device=args.device)}  # fmt: skip
-            out = Path(args.out or f"results/learning_curve_{Path(args.run).name}.json")
-        else:
-            payload = {"run": str(args.run), **diagnostics.diagnose(args.run, args.train_images, args.root, args.cache,
-                                                                    device=args.device)}  # fmt: skip
-            out = Path(args.out or f"results/diagnostics_{Path(args.run).name}.json")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"rpl diagnose: {e}", file=sys.stderr)
-        return 1
+        test = data.open_dataset(args.dataset, "test", root=args.root)
+        payload = {"dataset": args.dataset, "split": test.split, "images": len(test),
+                   **diagnostics.upper_bounds(test, ProposalCache(test, root=args.cache))}  # fmt: skip
+        out = Path(args.out or "results/diagnostics_bounds.json")
+    elif args.curve:
+        payload = {"run": str(args.run), **diagnostics.learning_curve(args.run, args.train_images, args.root,
+                                                                      args.cache, device=args.device)}  # fmt: skip
+        out = Path(args.out or f"results/learning_curve_{Path(args.run).name}.json")
+    else:
+        payload = {"run": str(args.run), **diagnostics.diagnose(args.run, args.train_images, args.root, args.cache,
+                                                                device=args.device)}  # fmt: skip
+        out = Path(args.out or f"results/diagnostics_{Path(args.run).name}.json")
     write_json(out, provenance(**payload))
     for entry in payload.get("epochs", []):  # --curve
         print(f"epoch {entry['epoch']:>3}: test class {entry['test']['class_accuracy']:.1%}  "
@@ -264,11 +233,7 @@ def _figures(args) -> int:
     from .figures import make_figures
 
     out = args.out or ("cache/figures-quick" if args.quick else "figures")
-    try:
-        make_figures(out, quick=args.quick, runs_dir=args.runs, data_root=args.root, cache_root=args.cache)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"rpl figures: {e}", file=sys.stderr)
-        return 1
+    make_figures(out, quick=args.quick, runs_dir=args.runs, data_root=args.root, cache_root=args.cache)
     return 0
 
 
@@ -276,11 +241,7 @@ def _tables(args) -> int:
     from .tables import markdown, update_readme
 
     if args.update_readme:
-        try:
-            changed = update_readme(args.update_readme, args.results)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"rpl tables: {e}", file=sys.stderr)
-            return 1
+        changed = update_readme(args.update_readme, args.results)
         print(f"{args.update_readme}: results table {'updated' if changed else 'already up to date'}")
     else:
         print(markdown(args.results), end="")
@@ -379,9 +340,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a command reports in one line, "rpl <command>: <what is wrong>", exit status 1: bad input
+# and missing files, named by the code that found them. Anything else is a bug and keeps its
+# traceback.
+ERRORS = (FileNotFoundError, FileExistsError, ValueError, data.DownloadError)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except ERRORS as e:
+        print(f"rpl {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
