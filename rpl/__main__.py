@@ -230,10 +230,15 @@ def _diagnose(args) -> int:
 
 
 def _figures(args) -> int:
+    from .experiments import QUICK_RESULTS, QUICK_RUNS, reproduce
     from .figures import make_figures
 
     out = args.out or ("cache/figures-quick" if args.quick else "figures")
-    make_figures(out, quick=args.quick, runs_dir=args.runs, data_root=args.root, cache_root=args.cache)
+    runs = args.runs or (QUICK_RUNS if args.quick else "runs")
+    if args.quick:  # the quick runs the figures compare, trained first when missing (minutes)
+        reproduce(runs, QUICK_RESULTS, quick=True, only=["e2s2_cpu", "fcn_cpu"], data_root=args.root,
+                  cache_root=args.cache, progress=False)  # fmt: skip
+    make_figures(out, runs, examples_count=3 if args.quick else 5, data_root=args.root, cache_root=args.cache)
     return 0
 
 

@@ -23,20 +23,14 @@ __all__ = ["FIGURES", "figure_runs", "example_names", "predictions", "paper_vs_o
 FIGURES = ("06_paper_vs_ours.png", "07_examples.png", "07_boundaries.png", "07_explorer.png")
 
 
-def figure_runs(quick: bool = False, runs_dir=None, data_root=None, cache_root=None, log=print) -> Path:
-    """The folder holding the two runs the figures compare, ``e2s2_cpu`` and ``fcn_cpu``:
-    ``runs_dir`` (default ``runs/``; in quick mode ``cache/quick-runs``, where the quick runs
-    are trained first when missing, their results beside them)."""
-    from .experiments import QUICK_RESULTS, QUICK_RUNS, reproduce
-
-    runs_dir = Path(runs_dir or (QUICK_RUNS if quick else "runs"))
-    if quick:
-        reproduce(runs_dir, runs_dir.parent / Path(QUICK_RESULTS).name, quick=True, only=["e2s2_cpu", "fcn_cpu"],
-                  data_root=data_root, cache_root=cache_root, progress=False, log=log)  # fmt: skip
+def figure_runs(runs_dir="runs") -> Path:
+    """``runs_dir``, checked to hold the two finished runs the figures compare, ``e2s2_cpu`` and
+    ``fcn_cpu`` (figures read runs; ``python -m rpl reproduce`` trains them)."""
+    runs_dir = Path(runs_dir)
     for run in ("e2s2_cpu", "fcn_cpu"):
         if not (runs_dir / run / "train.json").is_file():
-            raise FileNotFoundError(f"{runs_dir / run} has no finished run: run `python -m rpl reproduce` "
-                                    "(or `make reproduce`) first")  # fmt: skip
+            raise FileNotFoundError(f"{runs_dir / run} has no finished run: train it first (`python -m rpl reproduce "
+                                    "--only e2s2_cpu --only fcn_cpu`, with --quick for the quick runs)")  # fmt: skip
     return runs_dir
 
 
@@ -148,19 +142,19 @@ def explorer_snapshot(run, dataset, name: str, cache_root=None):
     return exp.figure(int(row), int(col))
 
 
-def make_figures(out="figures", quick: bool = False, results_dir="results", runs_dir=None, data_root=None,
+def make_figures(out="figures", runs_dir="runs", results_dir="results", examples_count: int = 5, data_root=None,
                  cache_root=None, log=print) -> list[Path]:  # fmt: skip
     """Write every figure of :data:`FIGURES` into ``out``; returns their paths.
 
-    Tables come from ``results_dir`` (the committed results, also in quick mode); example
-    predictions from the runs of :func:`figure_runs`."""
+    Tables come from ``results_dir``; example predictions (``examples_count`` scenes) from the
+    runs of :func:`figure_runs` in ``runs_dir``."""
     import matplotlib.pyplot as plt
 
     from .tables import all_tables
 
-    runs_dir = figure_runs(quick, runs_dir, data_root, cache_root, log)
+    runs_dir = figure_runs(runs_dir)
     dataset = SiftFlow("test", data_root)
-    names = example_names(dataset, 3 if quick else 5)
+    names = example_names(dataset, examples_count)
     ours = predictions(runs_dir / "e2s2_cpu", dataset, names, cache_root)
     fcn = predictions(runs_dir / "fcn_cpu", dataset, names, cache_root)
     figures = {
