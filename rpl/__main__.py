@@ -164,7 +164,7 @@ def _predict(args) -> int:
     classes = info["classes"]
     sample = Sample(image=image, label=np.zeros(image.shape[:2], np.int64), name=Path(args.image).stem)
     proposals = {**info["proposals"], "strategies": tuple(info["proposals"]["strategies"])}
-    regions = None if cfg.model == "fcn" else selective_search(image, "rgb", **proposals)
+    regions = selective_search(image, "rgb", **proposals) if cfg.uses_regions else None
     tensor, _, regions = prepare(sample, regions, cfg, flip=False, training=False)
     labels = predict_labels(model, tensor, regions).numpy()
     if labels.shape != image.shape[:2]:

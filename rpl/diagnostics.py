@@ -150,7 +150,7 @@ def diagnose(run, train_images: int = 200, data_root=None, cache_root=None, prog
     model, cfg = load_run(run)
     common = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device)
     out = {"train": evaluate(run, "train", images=train_images, **common)}
-    if cfg.model != "fcn":  # the FCN has no regions
+    if cfg.uses_regions:  # the FCN has none
         out["test_with_ground_truth_regions"] = evaluate(run, "test", ground_truth=True, **common)
         train_set = subset(training_images(cfg, data_root), train_images)
         out["winning_regions_train"] = winning_regions(model, cfg, train_set, ProposalCache(train_set, root=cache_root),

@@ -141,6 +141,11 @@ class TrainConfig:
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
 
+    @property
+    def uses_regions(self) -> bool:
+        """Whether the model reads regions (the region models) or labels pixels alone (the FCN)."""
+        return self.model != "fcn"
+
     def model_config(self) -> ModelConfig:
         if self.model == "baseline":  # Fig. 2b: box pooling, region loss, Eq. 1 at test time
             return ModelConfig("box", self.combine, "softmax-max", self.neck, self.head, self.dropout,
@@ -203,7 +208,7 @@ def config_differences(saved: dict, cfg: TrainConfig) -> str:
     old = dataclasses.asdict(TrainConfig(**{**LEGACY, **saved}))
     now = dataclasses.asdict(cfg)
     return ", ".join(f"{k}: {old[k]} -> {now[k]}" for k in now
-                     if old[k] != now[k] and not (cfg.model == "fcn" and k in REGION_SETTINGS))  # fmt: skip
+                     if old[k] != now[k] and (cfg.uses_regions or k not in REGION_SETTINGS))  # fmt: skip
 
 
 def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):

@@ -36,7 +36,7 @@ def predict_sample(model, cfg: TrainConfig, sample, cache: ProposalCache, device
     """Label map (int[H, W], 1..C) of a data set sample at its own resolution, with the RGB
     proposals of ``cache`` for region models (as at test time in the paper); ``ground_truth``
     adds the sample's ground-truth regions to them (a diagnosis, not a test)."""
-    proposals = None if cfg.model == "fcn" else cache.get(sample.name, "rgb")
+    proposals = cache.get(sample.name, "rgb") if cfg.uses_regions else None
     image, _, regions = prepare(sample, proposals, cfg, False, training=False, ground_truth=ground_truth)
     pred = predict_labels(model, image.to(device), regions).numpy()
     if pred.shape != sample.label.shape:
@@ -128,7 +128,7 @@ def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_
         "boundary": boundary.summary(dataset.classes),
         "config": dataclasses.asdict(cfg),
     }
-    if ground_truth and cfg.model != "fcn":
+    if ground_truth and cfg.uses_regions:
         metrics["ground_truth_regions"] = True
     if split == "test" and images is None and not ground_truth and checkpoint is None:
         write_json(Path(run) / "metrics.json", metrics)

@@ -37,7 +37,7 @@ def _loss(model, cfg: TrainConfig, features, label, regions, class_weights):
     """One image's loss from its features (region models: what ROI pooling reads; FCN: its
     logits [1, C, H, W])."""
     weights = class_weights if cfg.loss == "balanced" else None
-    if cfg.model == "fcn":  # every pixel its own atom
+    if not cfg.uses_regions:  # the FCN: every pixel its own atom
         logits = features[0].flatten(1).T
         return losses.pixel_loss_per_pixel(logits, torch.from_numpy(label.ravel()).to(features.device), weights)
     out = model.scores(features, regions)
@@ -55,7 +55,7 @@ def _step_features(model, cfg: TrainConfig, images, cached):
     if cached is not None:  # frozen backbone: its cached output, then the neck
         run, inputs, layout = model.project, [c.to(images[0].device) for c in cached], torch.contiguous_format
     else:
-        run, inputs, layout = model if cfg.model == "fcn" else model.features, images, torch.channels_last
+        run, inputs, layout = model.features if cfg.uses_regions else model, images, torch.channels_last
     if len({tuple(x.shape) for x in inputs}) == 1:
         return list(run(torch.cat(inputs).contiguous(memory_format=layout)).split(1))
     return [run(x.contiguous(memory_format=layout)) for x in inputs]
@@ -246,7 +246,7 @@ def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, 
             for index in mine:
                 flip = cfg.flip and flips[index]
                 space = cfg.color_spaces[(index + epoch) % len(cfg.color_spaces)]
-                proposals = None if cfg.model == "fcn" else cache.get(dataset.names[index], space)
+                proposals = cache.get(dataset.names[index], space) if cfg.uses_regions else None
                 image, label, image_regions = prepare(dataset[index], proposals, cfg, flip, training=True)
                 images.append(image.to(device))
                 labels.append(label)
