@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 # nbval-check-output must reproduce their committed output), in quick mode; then the CUDA
 # kernels under Numba's CUDA simulator, which must be switched on before Numba is imported.
 test: $(STAMP)
-	$(VENV)/bin/ruff check rpl tests benchmarks
+	$(VENV)/bin/ruff check rpl tests benchmarks notebooks
 	RPL_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest tests/cuda
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -168,14 +170,38 @@ def save_figure(fig, path, dpi: int = 100) -> None:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or None)
 
 
-def setup_notebook(dpi: int = 72) -> None:
-    """Inline figures for the notebooks: small JPEGs, so committed notebooks stay light
-    (full-resolution copies go to ``figures/`` through :func:`save_figure`)."""
+class NotebookSetup(NamedTuple):
+    """What every notebook (run from ``notebooks/``) needs: quick mode (``RPL_QUICK``), where it
+    writes figures (``../figures``; quick runs ``../cache/figures-quick``, never the real ones),
+    the cache (``$RPL_CACHE`` or ``../cache``) and the committed results (``../results``, which
+    quick mode reads too)."""
+
+    quick: bool
+    figures: Path
+    cache: Path
+    results: Path
+
+
+def setup_notebook(dpi: int = 72) -> NotebookSetup:
+    """A notebook's first call: inline figures as small JPEGs, so committed notebooks stay light
+    (full-resolution copies go to ``figures/`` through :func:`save_figure`); prints the
+    versions; returns the notebook's :class:`NotebookSetup`."""
+    import sys
+
     import matplotlib.pyplot as plt
+    import torch
     from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    from . import __version__
+    from .config import quick_mode
 
     set_matplotlib_formats("jpeg", pil_kwargs={"quality": 60})
     plt.rcParams["figure.dpi"] = dpi
+    quick = quick_mode()
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__}, rpl {__version__}, "
+          f"quick mode: {quick}")  # fmt: skip
+    figures = Path("../cache/figures-quick" if quick else "../figures")
+    return NotebookSetup(quick, figures, Path(os.environ.get("RPL_CACHE", "../cache")), Path("../results"))
 
 
 def show_regions(axes, image, regions, indices, boxes=True, fill=True, colour=(255, 200, 0)):
