@@ -143,6 +143,7 @@ def _predict(args) -> int:
     from .data.base import Sample, read_image
     from .proposals import selective_search
     from .runs import load_run, predict_labels, prepare, run_info
+    from .runs.inference import resize_labels
     from .viz import prediction_figure, save_figure
 
     out = Path(args.output)  # checked before any work
@@ -163,12 +164,11 @@ def _predict(args) -> int:
     image = read_image(Path(args.image))
     classes = info["classes"]
     sample = Sample(image=image, label=np.zeros(image.shape[:2], np.int64), name=Path(args.image).stem)
-    proposals = {**info["proposals"], "strategies": tuple(info["proposals"]["strategies"])}
-    regions = selective_search(image, "rgb", **proposals) if cfg.uses_regions else None
+    regions = selective_search(image, "rgb", **dataclasses.asdict(info["proposals"])) if cfg.uses_regions else None
     tensor, _, regions = prepare(sample, regions, cfg, flip=False, training=False)
     labels = predict_labels(model, tensor, regions).numpy()
     if labels.shape != image.shape[:2]:
-        labels = np.asarray(Image.fromarray(labels.astype(np.int32)).resize(image.shape[1::-1], Image.NEAREST))
+        labels = resize_labels(labels, image.shape[:2])
     labels = labels.astype(np.uint8 if len(classes) < 256 else np.uint16)
     Image.fromarray(labels).save(out)
     overlay_path = out.with_name(f"{out.stem}_overlay.png")
@@ -230,13 +230,15 @@ def _diagnose(args) -> int:
 
 
 def _figures(args) -> int:
+    from pathlib import Path
+
     from .experiments import QUICK_RESULTS, QUICK_RUNS, reproduce
     from .figures import make_figures
 
     out = args.out or ("cache/figures-quick" if args.quick else "figures")
     runs = args.runs or (QUICK_RUNS if args.quick else "runs")
     if args.quick:  # the quick runs the figures compare, trained first when missing (minutes)
-        reproduce(runs, QUICK_RESULTS, quick=True, only=["e2s2_cpu", "fcn_cpu"], data_root=args.root,
+        reproduce(runs, Path(runs).parent / Path(QUICK_RESULTS).name, quick=True, only=["e2s2_cpu", "fcn_cpu"], data_root=args.root,
                   cache_root=args.cache, progress=False)  # fmt: skip
     make_figures(out, runs, examples_count=3 if args.quick else 5, data_root=args.root, cache_root=args.cache)
     return 0

@@ -127,8 +127,9 @@ class Explanation:
 
 
 def region_explorer(model, samples, proposals, classes, cfg=None):
-    """An ipywidgets explorer: choose an image, a pixel (sliders) and a class; see the winning
-    region's mask and score, the runner-ups and the pixel's final label.
+    """An ipywidgets explorer: choose an image, a pixel (sliders, or a click on the image with
+    ``%matplotlib widget``) and a class; see the winning region's mask and score, the
+    runner-ups and the pixel's final label.
 
     Args:
         model: a trained :class:`~rpl.models.E2S2` in eval mode.
@@ -158,15 +159,26 @@ def region_explorer(model, samples, proposals, classes, cfg=None):
     label = widgets.Dropdown(options=[("predicted", 0)] + [(c, i + 1) for i, c in enumerate(classes)],
                              description="class")  # fmt: skip
     out = widgets.Output()
+    shown = []  # the figure on display, closed when the next one replaces it
+
+    def pick(event):
+        """A click on any panel picks that pixel (with ipympl's interactive backend,
+        ``%matplotlib widget``; the inline backend's figures are pictures)."""
+        if event.inaxes is not None and event.xdata is not None and event.ydata is not None:
+            r, c = min(max(round(event.ydata), 0), row.max), min(max(round(event.xdata), 0), col.max)
+            row.value, col.value = r, c
 
     def redraw(*_):
         exp = explanation(image.value)
         row.max, col.max = exp.prediction.shape[0] - 1, exp.prediction.shape[1] - 1
         with out:
             out.clear_output(wait=True)
+            while shown:
+                plt.close(shown.pop())
             fig = exp.figure(row.value, col.value, label.value or None)
+            fig.canvas.mpl_connect("button_press_event", pick)
+            shown.append(fig)
             display(fig)
-            plt.close(fig)
             info = exp.at(row.value, col.value, label.value or None)
             print(f"pixel ({row.value}, {col.value}): atom {info['atom']}, final label {info['predicted_name']}; "
                   f"{info['label_name']}: region {info['winner']} wins with {info['score']:.3f} "

@@ -87,6 +87,7 @@ class FileLock:
 
     def release(self) -> None:
         if self.handle is not None:
+            self.handle.truncate(0)  # no stale pid for the next process refused
             fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
             self.handle = None

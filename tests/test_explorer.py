@@ -67,3 +67,20 @@ def test_explorer_widget_redraws_for_every_control(case, capsys):
     assert label.label == "predicted"
     line = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pixel")][-1]
     assert f"final label {info['predicted_name']}; {info['predicted_name']}: region" in line
+
+
+def test_a_click_on_the_image_picks_the_pixel(case):
+    """With an interactive backend (ipympl) a click on a panel moves the sliders to that pixel;
+    here the click is sent to the figure's canvas as matplotlib would."""
+    import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import MouseEvent
+
+    model, test, sample, regions = case
+    plt.close("all")
+    box = region_explorer(model, {sample.name: sample}, lambda name: regions, test.classes)
+    row, col = box.children[1].children
+    (fig,) = map(plt.figure, plt.get_fignums())  # the figure on display
+    x, y = fig.axes[-1].transData.transform((200.2, 30.4))  # column 200, row 30 of the final-label panel
+    fig.canvas.callbacks.process("button_press_event", MouseEvent("button_press_event", fig.canvas, x, y, button=1))
+    assert (row.value, col.value) == (30, 200)
+    assert len(plt.get_fignums()) == 1  # each redraw closes the figure it replaces

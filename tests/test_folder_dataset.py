@@ -72,6 +72,20 @@ def test_bad_folders_are_named(tmp_path):
     (root / "proposals.json").write_text('{"k": 50, "colour": 1}')
     with pytest.raises(ValueError, match=r"proposals\.json: expected an object with keys among"):
         ImageFolder.from_dir(root, "test")
+    (root / "proposals.json").write_text('{"k": "400"}')
+    with pytest.raises(ValueError, match=r"proposals\.json: k must be a non-negative number, got '400'"):
+        ImageFolder.from_dir(root, "test")
+
+
+def test_a_run_refuses_a_data_set_whose_classes_changed(tmp_path):
+    from rpl.runs import PRESETS, evaluate, train
+
+    root = write_folder(tmp_path / "scenes")
+    cfg = PRESETS["quick"].with_overrides(["weights=none", f"dataset={root}", "train_images=2"])
+    train(cfg, tmp_path / "run", cache_root=tmp_path / "cache", progress=False)
+    (root / "classes.txt").write_text("ground\nwall\nsky\nsea\n")
+    with pytest.raises(ValueError, match=r"trained on the classes \['ground', 'wall', 'sky'\], but its data set now"):
+        evaluate(tmp_path / "run", cache_root=tmp_path / "cache", progress=False)
 
 
 def test_two_folders_with_the_same_image_names_never_share_proposals(tmp_path):

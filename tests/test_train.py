@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from rpl.__main__ import main
+from rpl.data import SIFTFLOW_CLASSES
 from rpl.runs import PRESETS, TrainConfig, evaluate, train
 
 
@@ -82,11 +83,15 @@ def test_checkpoints_from_before_the_recipe_options_load_as_trained(env):
     state = torch.load(env / "run" / "checkpoint.pt", weights_only=False)
     for key in ("alignment", "train_regions", "proposal_iou", "mask", "output_stride"):
         del state["config"][key]
+    assert state.pop("classes") == list(SIFTFLOW_CLASSES) and state.pop("proposals")["k"] == 100  # saved since issue 14
     torch.save(state, env / "run" / "checkpoint.pt")
-    from rpl.runs import load_run
+    from rpl.proposals import ProposalConfig
+    from rpl.runs import load_run, run_info
 
-    _, old = load_run(env / "run")
+    model, old = load_run(env / "run")
     assert (old.alignment, old.train_regions, old.proposal_iou, old.mask) == ("legacy", "exact", 0.0, "cells")
+    assert model.num_classes == 33 and run_info(env / "run")["classes"] == list(SIFTFLOW_CLASSES)
+    assert run_info(env / "run")["proposals"] == ProposalConfig(k=100, min_region_size=100)  # the registry's
     with pytest.raises(ValueError, match="another configuration"):  # not resumed under the new recipe
         train(cfg, env / "run", resume=True, progress=False)
 

@@ -153,4 +153,11 @@ def _proposal_settings(path: Path) -> dict:
         raise ValueError(f"{path}: not JSON ({e})") from None
     if not isinstance(settings, dict) or set(settings) - set(PROPOSAL_SETTINGS):
         raise ValueError(f"{path}: expected an object with keys among {PROPOSAL_SETTINGS}, got {settings!r}")
+    for key, value in settings.items():
+        if key == "min_size" and value is None:  # as k
+            continue
+        integer = key in ("min_size", "min_region_size")
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or value < 0:
+            raise ValueError(f"{path}: {key} must be a non-negative {'integer' if integer else 'number'}, got "
+                             f"{value!r}")  # fmt: skip
     return settings

@@ -40,8 +40,21 @@ def predict_sample(model, cfg: TrainConfig, sample, cache: ProposalCache, device
     image, _, regions = prepare(sample, proposals, cfg, False, training=False, ground_truth=ground_truth)
     pred = predict_labels(model, image.to(device), regions).numpy()
     if pred.shape != sample.label.shape:
-        pred = np.asarray(Image.fromarray(pred.astype(np.uint8)).resize(sample.label.shape[::-1], Image.NEAREST))
+        pred = resize_labels(pred, sample.label.shape)
     return pred
+
+
+def resize_labels(labels: np.ndarray, shape) -> np.ndarray:
+    """A label map resized to ``shape`` (h, w) by nearest neighbour, any number of classes."""
+    return np.asarray(Image.fromarray(labels.astype(np.int32)).resize(tuple(shape)[::-1], Image.NEAREST)).astype(
+        np.int64)  # fmt: skip
+
+
+def check_classes(recorded, dataset) -> None:
+    """ValueError unless the run's ``recorded`` class names are ``dataset``'s, in order."""
+    if recorded is not None and list(recorded) != list(dataset.classes):
+        raise ValueError(f"the run was trained on the classes {list(recorded)}, but its data set now has "
+                         f"{list(dataset.classes)}: restore the data set's classes, or train a new run")  # fmt: skip
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -70,16 +83,24 @@ def describe_dataset(dataset) -> dict:
     return {"classes": list(dataset.classes), "proposals": dataclasses.asdict(ProposalConfig.of(dataset))}
 
 
+def _described(state: dict) -> dict:
+    """A checkpoint's ``dataset``, ``classes`` and ``proposals`` (a ProposalConfig); for one saved
+    before checkpoints held them, its registered data set's."""
+    dataset = state["config"]["dataset"]
+    if "classes" in state:
+        classes, proposals = state["classes"], state["proposals"]
+    else:
+        card = dataset_card(dataset)
+        classes, proposals = list(card.classes), dataclasses.asdict(ProposalConfig.of(card.cls))
+    proposals = ProposalConfig(**{**proposals, "strategies": tuple(proposals["strategies"])})
+    return {"dataset": dataset, "classes": list(classes), "proposals": proposals}
+
+
 def run_info(run: str | os.PathLike) -> dict:
     """A run's ``dataset``, ``classes`` (names of labels 1..C) and ``proposals`` (the
-    :class:`~rpl.proposals.ProposalConfig` of its regions, as a dict), from its checkpoint;
-    for a run saved before checkpoints held them, from its registered data set."""
-    state = read_checkpoint(Path(run) / "checkpoint.pt")
-    dataset = state["config"]["dataset"]
-    if "classes" not in state:
-        card = dataset_card(dataset)
-        state |= {"classes": list(card.classes), "proposals": dataclasses.asdict(ProposalConfig.of(card.cls))}
-    return {"dataset": dataset, "classes": state["classes"], "proposals": state["proposals"]}
+    :class:`~rpl.proposals.ProposalConfig` its regions were made with), from its checkpoint:
+    what ``predict`` and ``evaluate`` need besides the model."""
+    return _described(read_checkpoint(Path(run) / "checkpoint.pt"))
 
 
 def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None):
@@ -91,8 +112,7 @@ def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None
         raise FileNotFoundError(f"{checkpoint} not found: is {run} a run folder written by `python -m rpl train`?")
     state = read_checkpoint(checkpoint)
     cfg = TrainConfig(**{**LEGACY, **state["config"]})
-    classes = state.get("classes") or dataset_card(cfg.dataset).classes  # runs saved before classes were
-    model = build_model(cfg, len(classes), pretrained=False)
+    model = build_model(cfg, len(_described(state)["classes"]), pretrained=False)
     model.load_state_dict(state["model"])
     return model.eval(), cfg
 
@@ -110,9 +130,11 @@ def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_
     Other splits, image counts or checkpoints than the run's own test evaluation write no file."""
     model, cfg = load_run(run, checkpoint)
     model.to(device)
+    info = run_info(run)
     dataset = training_images(cfg, data_root) if split == "train" else load_dataset(cfg, split, data_root)
+    check_classes(info["classes"], dataset)
     dataset = subset(dataset, (cfg.test_images if split == "test" else 0) if images is None else images)
-    cache = ProposalCache(dataset, root=cache_root)
+    cache = ProposalCache(dataset, info["proposals"], root=cache_root)  # the regions the run was made with
     every, boundary = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
     started = time.monotonic()
     for index in tqdm(range(len(dataset)), desc=f"evaluate {split}", unit="img", disable=not progress):

@@ -29,7 +29,7 @@ from ..files import FileLock, atomic, remove_temporaries, write_json, write_text
 from ..proposals import ProposalCache
 from .config import TrainConfig, build_model, config_differences
 from .frozen import FrozenFeatures
-from .inference import describe_dataset, read_checkpoint
+from .inference import check_classes, describe_dataset, read_checkpoint
 from .prepare import load_dataset, prepare, training_images
 
 
@@ -205,6 +205,7 @@ def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, 
         changed = config_differences(state["config"], cfg)
         if changed:
             raise ValueError(f"{checkpoint} was trained with another configuration ({changed})")
+        check_classes(state.get("classes"), dataset)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
         start_epoch, seconds = state["epoch"], state["seconds"]
