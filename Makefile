@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
-# ruff's lint, then unit tests and every notebook (nbval: each cell must run; cells tagged
+# ruff's lint and format check, then unit tests and every notebook (nbval: each cell must run; cells tagged
 # nbval-check-output must reproduce their committed output), in quick mode; then the CUDA
 # kernels under Numba's CUDA simulator, which must be switched on before Numba is imported.
 test: $(STAMP)
 	$(VENV)/bin/ruff check rpl tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check rpl tests benchmarks
 	RPL_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest tests/cuda
 

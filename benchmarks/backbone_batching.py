@@ -81,14 +81,24 @@ def main() -> None:
         seconds = measure(output_stride, size, args.images, args.repeats)
         base = base or seconds[VARIANTS[2]]
         rows[f"os{output_stride}_{size}px"] = seconds
-        print(f"output stride {output_stride}, {size} px: " + ", ".join(
-            f"{v} {s:.3f} s/image ({seconds[VARIANTS[0]] / s:.2f}x)" for v, s in seconds.items())
-            + f"; channels_last {seconds[VARIANTS[2]] / base:.1f}x the cost of stride 16 at 256 px")  # fmt: skip
+        print(
+            f"output stride {output_stride}, {size} px: "
+            + ", ".join(f"{v} {s:.3f} s/image ({seconds[VARIANTS[0]] / s:.2f}x)" for v, s in seconds.items())
+            + f"; channels_last {seconds[VARIANTS[2]] / base:.1f}x the cost of stride 16 at 256 px"
+        )
     out = args.out
-    write_json(out, provenance(benchmark="backbone_batching", command="python benchmarks/backbone_batching.py "
-                               + " ".join(sys.argv[1:]), images=args.images, repeats=args.repeats,
-                               torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                               seconds_per_image=rows))  # fmt: skip
+    write_json(
+        out,
+        provenance(
+            benchmark="backbone_batching",
+            command="python benchmarks/backbone_batching.py " + " ".join(sys.argv[1:]),
+            images=args.images,
+            repeats=args.repeats,
+            torch=torch.__version__,
+            torch_threads=torch.get_num_threads(),
+            seconds_per_image=rows,
+        ),
+    )
     print(f"wrote {out}")
 
 

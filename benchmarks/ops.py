@@ -63,7 +63,9 @@ def peak_memory(fn, device: str) -> float:
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - start) / 2**20
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident set size
-    status = lambda key: int(next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key)).split()[1])  # noqa: E731
+    status = lambda key: int(
+        next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key)).split()[1]
+    )  # noqa: E731
     start = status("VmRSS:")
     fn()
     return (status("VmHWM:") - start) / 1024
@@ -89,12 +91,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None)
-    parser.add_argument("--image", default="insidecity_hous109",
-                        help="SIFT Flow test image whose proposals are used (default: the one with most superpixels)")  # fmt: skip
+    parser.add_argument(
+        "--image",
+        default="insidecity_hous109",
+        help="SIFT Flow test image whose proposals are used (default: the one with most superpixels)",
+    )
     args = parser.parse_args()
     device = args.device
     rows = []
-    print(f"device: {device}, torch {torch.__version__} ({torch.get_num_threads()} threads), torchvision {torchvision.__version__}")
+    print(
+        f"device: {device}, torch {torch.__version__} ({torch.get_num_threads()} threads), torchvision {torchvision.__version__}"
+    )
     for map_size in (16, 37):
         for k in (370, 1100):
             boxes, masks, member = real_case(args.image, map_size, k, device)
@@ -142,8 +149,10 @@ def main() -> None:
     )
     out = args.out or f"results/ops_benchmark_{device}.json"
     write_json(out, payload)
-    print(f"worst free-form/roi_pool time ratio {payload['worst_pool_ratio']:.2f}x; "
-          f"worst region-to-pixel speed-up {payload['worst_r2p_speedup']:.0f}x; wrote {out}")  # fmt: skip
+    print(
+        f"worst free-form/roi_pool time ratio {payload['worst_pool_ratio']:.2f}x; "
+        f"worst region-to-pixel speed-up {payload['worst_r2p_speedup']:.0f}x; wrote {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ try:
     import cv2
     from cv2.ximgproc import segmentation as cvseg
 except ImportError:  # pragma: no cover - depends on the environment
-    sys.exit("benchmarks/selective_search.py needs OpenCV's contrib modules: "
-             "pip install opencv-contrib-python-headless")  # fmt: skip
+    sys.exit(
+        "benchmarks/selective_search.py needs OpenCV's contrib modules: pip install opencv-contrib-python-headless"
+    )
 
 
 def opencv_selective_search(image: np.ndarray) -> np.ndarray:
@@ -143,8 +144,10 @@ def main() -> None:
     print(f"  ratio ours/OpenCV:    {ms_ours / ms_cv:7.2f}x  (target <= 1.0x)")
     for cs in COLOR_SPACES:
         per_space[cs]["proposals_per_image"] = float(np.mean(counts[cs]))
-        print(f"  {cs}: {per_space[cs]['ms_per_image']:.1f} ms/image, "
-              f"{per_space[cs]['proposals_per_image']:.1f} proposals/image (paper: ~370)")  # fmt: skip
+        print(
+            f"  {cs}: {per_space[cs]['ms_per_image']:.1f} ms/image, "
+            f"{per_space[cs]['proposals_per_image']:.1f} proposals/image (paper: ~370)"
+        )
     n_gt = len(abo["rgb"])
     print(f"Average best overlap with {n_gt} ground-truth regions of {min(args.abo_images, len(test))} test images")
     for k, v in abo.items():

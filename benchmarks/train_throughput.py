@@ -42,14 +42,28 @@ def main() -> None:
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     rate = summary["images_per_s"]
     memory = f", peak GPU memory {peak:.1f} GiB" if cuda else ""
-    print(f"{args.preset} preset ({cfg.precision}) on {device}: {rate:.2f} training images/s over {args.images} "
-          f"images{memory} (an epoch of 2488 images: {2488 / rate / 60:.1f} min; the authors: ~0.2 images/s)")  # fmt: skip
+    print(
+        f"{args.preset} preset ({cfg.precision}) on {device}: {rate:.2f} training images/s over {args.images} "
+        f"images{memory} (an epoch of 2488 images: {2488 / rate / 60:.1f} min; the authors: ~0.2 images/s)"
+    )
     size = f"{cfg.image_size}px" if cfg.image_size else "native"
     out = args.out or f"results/train_throughput_{args.preset}_{size}_{cfg.precision}_{'cuda' if cuda else 'cpu'}.json"
-    write_json(out, provenance(benchmark="train_throughput", command="python benchmarks/train_throughput.py "
-                               + " ".join(sys.argv[1:]), device=device, preset=args.preset, images=args.images,
-                               image_size=cfg.image_size, precision=cfg.precision, peak_gpu_memory_gib=peak,
-                               images_per_s=rate, torch=torch.__version__, torch_threads=torch.get_num_threads()))  # fmt: skip
+    write_json(
+        out,
+        provenance(
+            benchmark="train_throughput",
+            command="python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
+            device=device,
+            preset=args.preset,
+            images=args.images,
+            image_size=cfg.image_size,
+            precision=cfg.precision,
+            peak_gpu_memory_gib=peak,
+            images_per_s=rate,
+            torch=torch.__version__,
+            torch_threads=torch.get_num_threads(),
+        ),
+    )
     print(f"wrote {out}")
 
 

@@ -33,8 +33,10 @@ def _check(args) -> int:
     if problems:
         more = " (the first 20 above)" if len(problems) > 20 else ""
         again = f" and fetch it again (`python -m rpl fetch {args.dataset}`)" if args.dataset in data.SOURCES else ""
-        print(f"rpl check: {len(problems)} bad files{more}; repair them, or move {sets[0].root} away{again}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"rpl check: {len(problems)} bad files{more}; repair them, or move {sets[0].root} away{again}",
+            file=sys.stderr,
+        )
         return 1
     print("every label file read and checked")
     return 0
@@ -84,8 +86,10 @@ def _proposals(args) -> int:
     if unknown or not color_spaces:
         print(f"rpl proposals: --color-spaces takes a list from {COLOR_SPACES}", file=sys.stderr)
         return 2
-    sets = [data.open_dataset(args.dataset, s, root=args.root)
-            for s in (("train", "test") if args.split == "all" else ["test" if args.split == "val" else args.split])]  # fmt: skip
+    sets = [
+        data.open_dataset(args.dataset, s, root=args.root)
+        for s in (("train", "test") if args.split == "all" else ["test" if args.split == "val" else args.split])
+    ]
     for ds in sets:
         cache = ProposalCache(ds, root=args.cache)
         stats = cache.build(color_spaces, shard=args.shard, workers=args.workers)
@@ -105,15 +109,24 @@ def _train(args) -> int:
     try:
         dataset = [f"dataset={args.dataset}"] if args.dataset else []
         cfg = cfg.with_overrides([f"model={args.model}", *dataset, *args.set])
-        summary = train(cfg, args.out, resume=args.resume, data_root=args.root, cache_root=args.cache,
-                        device=args.device, keep_epochs=args.keep_epochs)
+        summary = train(
+            cfg,
+            args.out,
+            resume=args.resume,
+            data_root=args.root,
+            cache_root=args.cache,
+            device=args.device,
+            keep_epochs=args.keep_epochs,
+        )
     finally:
         if dist.is_initialized():  # under torchrun
             dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
-        print(f"trained {summary['epochs']} epochs on {summary['train_images']} images in "
-              f"{summary['train_seconds'] / 60:.1f} min ({summary['images_per_s']:.2f} images/s, "
-              f"{summary['ranks']} process{'es' if summary['ranks'] > 1 else ''}) -> {args.out}")
+        print(
+            f"trained {summary['epochs']} epochs on {summary['train_images']} images in "
+            f"{summary['train_seconds'] / 60:.1f} min ({summary['images_per_s']:.2f} images/s, "
+            f"{summary['ranks']} process{'es' if summary['ranks'] > 1 else ''}) -> {args.out}"
+        )
     return 0
 
 
@@ -125,8 +138,10 @@ def _evaluate(args) -> int:
     metrics = evaluate(args.run, args.split, data_root=args.root, cache_root=args.cache, device=args.device)
     for part in ("all", "boundary"):
         m = metrics[part]
-        print(f"{part:>8}: global {m['global_accuracy']:.1%}  class {m['class_accuracy']:.1%}  "
-              f"mIoU {m['mean_iou']:.1%}  ({m['pixels']} pixels, {m['classes_present']} classes)")
+        print(
+            f"{part:>8}: global {m['global_accuracy']:.1%}  class {m['class_accuracy']:.1%}  "
+            f"mIoU {m['mean_iou']:.1%}  ({m['pixels']} pixels, {m['classes_present']} classes)"
+        )
     if args.results:
         write_json(args.results, provenance(run=str(args.run), **metrics))
         print(f"wrote {args.results}")
@@ -174,7 +189,9 @@ def _predict(args) -> int:
     overlay_path = out.with_name(f"{out.stem}_overlay.png")
     save_figure(prediction_figure(image, labels, classes), overlay_path)
     found, counts = np.unique(labels[labels > 0], return_counts=True)
-    share = ", ".join(f"{classes[k - 1]} {c / labels.size:.0%}" for k, c in sorted(zip(found, counts), key=lambda kc: -kc[1]))
+    share = ", ".join(
+        f"{classes[k - 1]} {c / labels.size:.0%}" for k, c in sorted(zip(found, counts), key=lambda kc: -kc[1])
+    )
     print(f"wrote {out} (label k = class k of the run's {len(classes)}) and {overlay_path} (with a legend)")
     print(f"classes found: {share}")
     return 0
@@ -185,8 +202,16 @@ def _reproduce(args) -> int:
 
     runs = args.runs or (QUICK_RUNS if args.quick else "runs")
     results = args.results or (QUICK_RESULTS if args.quick else "results")
-    reproduce(runs, results, quick=args.quick, only=args.only or None, data_root=args.root,
-              cache_root=args.cache, device=args.device, progress=args.progress)  # fmt: skip
+    reproduce(
+        runs,
+        results,
+        quick=args.quick,
+        only=args.only or None,
+        data_root=args.root,
+        cache_root=args.cache,
+        device=args.device,
+        progress=args.progress,
+    )
     return 0
 
 
@@ -204,27 +229,39 @@ def _diagnose(args) -> int:
         from .proposals import ProposalCache
 
         test = data.open_dataset(args.dataset, "test", root=args.root)
-        payload = {"dataset": args.dataset, "split": test.split, "images": len(test),
-                   **diagnostics.upper_bounds(test, ProposalCache(test, root=args.cache))}  # fmt: skip
+        payload = {
+            "dataset": args.dataset,
+            "split": test.split,
+            "images": len(test),
+            **diagnostics.upper_bounds(test, ProposalCache(test, root=args.cache)),
+        }
         out = Path(args.out or "results/diagnostics_bounds.json")
     elif args.curve:
-        payload = {"run": str(args.run), **diagnostics.learning_curve(args.run, args.train_images, args.root,
-                                                                      args.cache, device=args.device)}  # fmt: skip
+        payload = {
+            "run": str(args.run),
+            **diagnostics.learning_curve(args.run, args.train_images, args.root, args.cache, device=args.device),
+        }
         out = Path(args.out or f"results/learning_curve_{Path(args.run).name}.json")
     else:
-        payload = {"run": str(args.run), **diagnostics.diagnose(args.run, args.train_images, args.root, args.cache,
-                                                                device=args.device)}  # fmt: skip
+        payload = {
+            "run": str(args.run),
+            **diagnostics.diagnose(args.run, args.train_images, args.root, args.cache, device=args.device),
+        }
         out = Path(args.out or f"results/diagnostics_{Path(args.run).name}.json")
     write_json(out, provenance(**payload))
     for entry in payload.get("epochs", []):  # --curve
-        print(f"epoch {entry['epoch']:>3}: test class {entry['test']['class_accuracy']:.1%}  "
-              f"train class {entry['train']['class_accuracy']:.1%}")  # fmt: skip
+        print(
+            f"epoch {entry['epoch']:>3}: test class {entry['test']['class_accuracy']:.1%}  "
+            f"train class {entry['train']['class_accuracy']:.1%}"
+        )
     for key, value in payload.items():
         if isinstance(value, dict) and "all" in value:
             value = value["all"]
         if isinstance(value, dict) and "class_accuracy" in value:
-            print(f"{key:>32}: global {value['global_accuracy']:.1%}  class {value['class_accuracy']:.1%}  "
-                  f"mIoU {value['mean_iou']:.1%}")  # fmt: skip
+            print(
+                f"{key:>32}: global {value['global_accuracy']:.1%}  class {value['class_accuracy']:.1%}  "
+                f"mIoU {value['mean_iou']:.1%}"
+            )
     print(f"wrote {out}")
     return 0
 
@@ -238,8 +275,15 @@ def _figures(args) -> int:
     out = args.out or ("cache/figures-quick" if args.quick else "figures")
     runs = args.runs or (QUICK_RUNS if args.quick else "runs")
     if args.quick:  # the quick runs the figures compare, trained first when missing (minutes)
-        reproduce(runs, Path(runs).parent / Path(QUICK_RESULTS).name, quick=True, only=["e2s2_cpu", "fcn_cpu"], data_root=args.root,
-                  cache_root=args.cache, progress=False)  # fmt: skip
+        reproduce(
+            runs,
+            Path(runs).parent / Path(QUICK_RESULTS).name,
+            quick=True,
+            only=["e2s2_cpu", "fcn_cpu"],
+            data_root=args.root,
+            cache_root=args.cache,
+            progress=False,
+        )
     make_figures(out, runs, examples_count=3 if args.quick else 5, data_root=args.root, cache_root=args.cache)
     return 0
 
@@ -265,9 +309,7 @@ def _add_locations(parser, device: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rpl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    fetch = commands.add_parser(
-        "fetch", help="download and extract a data set into $RPL_DATA (resumable)"
-    )
+    fetch = commands.add_parser("fetch", help="download and extract a data set into $RPL_DATA (resumable)")
     fetch.add_argument("dataset", choices=sorted(data.SOURCES))
     fetch.add_argument("--root", help="data root (default: $RPL_DATA)")
     fetch.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a server")
@@ -276,12 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dataset", type=_dataset, help="siftflow, pascal-context, or a data set folder")
     check.add_argument("--root", help="data root (default: $RPL_DATA)")
     check.set_defaults(handler=_check)
-    prop = commands.add_parser(
-        "proposals", help="Selective Search for a whole data set into the cache (resumable)"
-    )
+    prop = commands.add_parser("proposals", help="Selective Search for a whole data set into the cache (resumable)")
     prop.add_argument("--dataset", type=_dataset, default="siftflow", help="a name, or a data set folder")
-    prop.add_argument("--split", default="all", choices=["train", "test", "val", "all"],
-                      help="train, test (val: the same, PASCAL Context's name for it), or all (default)")
+    prop.add_argument(
+        "--split",
+        default="all",
+        choices=["train", "test", "val", "all"],
+        help="train, test (val: the same, PASCAL Context's name for it), or all (default)",
+    )
     prop.add_argument("--color-spaces", default="rgb,hsv,lab", help="comma-separated")
     prop.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: this job's share")
     prop.add_argument("--workers", type=_workers, default=None, help="processes (default: all cores)")
@@ -292,12 +336,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--preset", choices=["quick", "cpu", "ablation", "paper"], default="cpu")
     tr.add_argument("--model", choices=["e2s2", "baseline", "fcn"], default="e2s2")
     tr.add_argument("--dataset", type=_dataset, help="siftflow (default), pascal-context, or a data set folder")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a setting of the preset (repeatable), e.g. --set pooling=box")
+    tr.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the preset (repeatable), e.g. --set pooling=box",
+    )
     tr.add_argument("--out", required=True, help="run folder (checkpoint, log, config)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
-    tr.add_argument("--keep-epochs", action="store_true", help="keep every epoch's checkpoint in --out/epochs "
-                    "(for `diagnose --curve`)")  # fmt: skip
+    tr.add_argument(
+        "--keep-epochs",
+        action="store_true",
+        help="keep every epoch's checkpoint in --out/epochs (for `diagnose --curve`)",
+    )
     _add_locations(tr)
     tr.set_defaults(handler=_train)
     ev = commands.add_parser("evaluate", help="evaluate a run: all pixels and 4-px boundaries")
@@ -310,12 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run", help="run folder written by `train`")
     pr.add_argument("image", help="an image file")
     pr.add_argument("-o", "--output", required=True, help="label map PNG to write (an overlay is written beside it)")
-    pr.add_argument("--size", type=int, help="rescale the image so its longer side has this many pixels before "
-                    "predicting (default: as the run was trained; the label map keeps the image's size)")  # fmt: skip
-    pr.set_defaults(handler=_predict)
-    rep = commands.add_parser(
-        "reproduce", help="train and evaluate every experiment of rpl.experiments (resumable)"
+    pr.add_argument(
+        "--size",
+        type=int,
+        help="rescale the image so its longer side has this many pixels before "
+        "predicting (default: as the run was trained; the label map keeps the image's size)",
     )
+    pr.set_defaults(handler=_predict)
+    rep = commands.add_parser("reproduce", help="train and evaluate every experiment of rpl.experiments (resumable)")
     rep.add_argument("--quick", action="store_true", help="quick preset, into cache/quick-runs and cache/quick-results")
     rep.add_argument("--only", action="append", default=[], metavar="EXPERIMENT", help="run only these (repeatable)")
     rep.add_argument("--runs", help="run folders (default: runs/)")
@@ -323,12 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", help="results files (default: results/)")
     _add_locations(rep)
     rep.set_defaults(handler=_reproduce)
-    dia = commands.add_parser("diagnose", help="why a run gets what it gets: train-set fit, ground-truth regions "
-                              "at test, winning regions; or (--bounds) what the regions allow")  # fmt: skip
+    dia = commands.add_parser(
+        "diagnose",
+        help="why a run gets what it gets: train-set fit, ground-truth regions "
+        "at test, winning regions; or (--bounds) what the regions allow",
+    )
     dia.add_argument("run", nargs="?", help="run folder written by `train`")
     dia.add_argument("--bounds", action="store_true", help="the superpixel and proposal upper bounds on the test set")
-    dia.add_argument("--curve", action="store_true", help="test and train accuracy of each epoch the run kept "
-                     "(train --keep-epochs)")  # fmt: skip
+    dia.add_argument(
+        "--curve", action="store_true", help="test and train accuracy of each epoch the run kept (train --keep-epochs)"
+    )
     dia.add_argument("--dataset", type=_dataset, default="siftflow", help="with --bounds: a name or a folder")
     dia.add_argument("--train-images", type=int, default=200, help="training images to measure the fit on")
     dia.add_argument("--out", help="JSON file (default: results/diagnostics_<run>.json or _bounds.json)")

@@ -20,8 +20,17 @@ from tqdm.auto import tqdm
 
 from .metrics import ConfusionMatrix
 
-__all__ = ["cell_class_pixels", "region_majorities", "upper_bounds", "winning_regions", "diagnose", "learning_curve",
-           "recipe_table", "recipe_markdown", "WATCHED"]
+__all__ = [
+    "cell_class_pixels",
+    "region_majorities",
+    "upper_bounds",
+    "winning_regions",
+    "diagnose",
+    "learning_curve",
+    "recipe_table",
+    "recipe_markdown",
+    "WATCHED",
+]
 
 # Classes every region-based run got 0% on before issue 12, where the FCN got 33-91%.
 WATCHED = ("balcony", "bus", "crosswalk", "pole", "bird")
@@ -60,7 +69,9 @@ def upper_bounds(dataset, cache, color_space: str = "rgb", progress: bool = True
         cell_majority = per_cell.argmax(1)[cells]
         superpixels.update(cell_majority, label)
         majority = region_majorities(regions, label, c)
-        owned = sp.csr_array((np.ones(len(majority), np.int32), (np.arange(len(majority)), majority)), shape=(len(majority), c + 1))
+        owned = sp.csr_array(
+            (np.ones(len(majority), np.int32), (np.arange(len(majority)), majority)), shape=(len(majority), c + 1)
+        )
         reachable = (regions.membership.T.astype(np.int32) @ owned).toarray() > 0  # [S, C + 1]
         right = reachable[cells, label] & (label > 0)
         proposals.update(np.where(right, label, cell_majority), label)
@@ -137,8 +148,9 @@ def winning_regions(model, cfg, dataset, cache, progress: bool = True, device="c
     return out
 
 
-def diagnose(run, train_images: int = 200, data_root=None, cache_root=None, progress: bool = True,
-             device="cpu") -> dict:  # fmt: skip
+def diagnose(
+    run, train_images: int = 200, data_root=None, cache_root=None, progress: bool = True, device="cpu"
+) -> dict:
     """A run's diagnosis: its accuracy on ``train_images`` training images (fit versus
     generalisation), on the test set with each image's ground-truth regions added to its
     proposals (are the regions the limit?), and :func:`winning_regions` on the same training
@@ -153,13 +165,15 @@ def diagnose(run, train_images: int = 200, data_root=None, cache_root=None, prog
     if cfg.uses_regions:  # the FCN has none
         out["test_with_ground_truth_regions"] = evaluate(run, "test", ground_truth=True, **common)
         train_set = subset(training_images(cfg, data_root), train_images)
-        out["winning_regions_train"] = winning_regions(model, cfg, train_set, ProposalCache(train_set, root=cache_root),
-                                                       progress, device)  # fmt: skip
+        out["winning_regions_train"] = winning_regions(
+            model, cfg, train_set, ProposalCache(train_set, root=cache_root), progress, device
+        )
     return out
 
 
-def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None, progress: bool = True,
-                   device="cpu") -> dict:  # fmt: skip
+def learning_curve(
+    run, train_images: int = 200, data_root=None, cache_root=None, progress: bool = True, device="cpu"
+) -> dict:
     """Accuracy against training length within one run: for every checkpoint the run kept
     (``train(keep_epochs=True)``, ``run/epochs/epoch<n>.pt``), the run's test images' and
     ``train_images`` training images' global / class-average accuracy, the test images' boundary
@@ -172,20 +186,24 @@ def learning_curve(run, train_images: int = 200, data_root=None, cache_root=None
 
     kept = sorted((Path(run) / "epochs").glob("epoch*.pt"))
     if not kept:
-        raise FileNotFoundError(f"{Path(run) / 'epochs'} holds no epoch*.pt: train the run with keep_epochs "
-                                "(`python -m rpl train --keep-epochs`)")  # fmt: skip
+        raise FileNotFoundError(
+            f"{Path(run) / 'epochs'} holds no epoch*.pt: train the run with keep_epochs "
+            "(`python -m rpl train --keep-epochs`)"
+        )
     common = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device)
     epochs = []
     for path in kept:
         test = evaluate(run, "test", checkpoint=path, **common)  # the run's own test images
         fit = evaluate(run, "train", images=train_images, checkpoint=path, **common)
-        epochs.append({
-            "epoch": int(path.stem.removeprefix("epoch")),  # as train names it, epoch<n>.pt
-            "test": {k: test["all"][k] for k in ("class_accuracy", "global_accuracy", "mean_iou")}
-            | {"boundary_class_accuracy": test["boundary"]["class_accuracy"]}
-            | {c: test["all"]["per_class_accuracy"].get(c) for c in WATCHED},
-            "train": {k: fit["all"][k] for k in ("class_accuracy", "global_accuracy")},
-        })  # fmt: skip
+        epochs.append(
+            {
+                "epoch": int(path.stem.removeprefix("epoch")),  # as train names it, epoch<n>.pt
+                "test": {k: test["all"][k] for k in ("class_accuracy", "global_accuracy", "mean_iou")}
+                | {"boundary_class_accuracy": test["boundary"]["class_accuracy"]}
+                | {c: test["all"]["per_class_accuracy"].get(c) for c in WATCHED},
+                "train": {k: fit["all"][k] for k in ("class_accuracy", "global_accuracy")},
+            }
+        )
     trained = epochs[-1]["epoch"]
     missing = sorted(set(range(1, trained + 1)) - {e["epoch"] for e in epochs})  # not kept (a resumed run, say)
     return {"train_images": train_images, "epochs": epochs, "missing_epochs": missing}
@@ -202,8 +220,10 @@ def recipe_markdown(results_dir="results") -> str:
     if table.empty:
         return "(no results of the diagnosis runs yet)\n"
     measures = [c for c in table.columns if c not in ("preset", "epochs")]
-    lines = ["| run (`results/<run>.json`) | preset, epochs | " + " | ".join(measures) + " |",
-             "|---|---|" + "---|" * len(measures)]  # fmt: skip
+    lines = [
+        "| run (`results/<run>.json`) | preset, epochs | " + " | ".join(measures) + " |",
+        "|---|---|" + "---|" * len(measures),
+    ]
     for name, row in table.iterrows():
         cells = ["–" if np.isnan(row[m]) else f"{row[m]:.1f}" for m in measures]
         what = described.get(name, "")
@@ -233,8 +253,13 @@ def recipe_table(results_dir="results", references=("e2s2_cpu", "fcn_cpu", "fcn_
     for name in (n for n in names if n in results):
         result = results[name]
         cfg = result["config"]
-        row = {"preset": cfg["preset"], "epochs": cfg["epochs"], "class": result["all"]["class_accuracy"],
-               "global": result["all"]["global_accuracy"], "boundary class": result["boundary"]["class_accuracy"]}  # fmt: skip
+        row = {
+            "preset": cfg["preset"],
+            "epochs": cfg["epochs"],
+            "class": result["all"]["class_accuracy"],
+            "global": result["all"]["global_accuracy"],
+            "boundary class": result["boundary"]["class_accuracy"],
+        }
         extra = Path(results_dir) / f"diagnostics_{name}.json"
         if extra.is_file():
             d = json.loads(extra.read_text())

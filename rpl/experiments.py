@@ -20,8 +20,17 @@ from pathlib import Path
 from .files import FileLock, write_json
 from .provenance import provenance
 
-__all__ = ["Experiment", "EXPERIMENTS", "RECIPE_CHAIN", "run_names", "run_lock", "reproduce", "load_results", "QUICK_RUNS",
-           "QUICK_RESULTS"]
+__all__ = [
+    "Experiment",
+    "EXPERIMENTS",
+    "RECIPE_CHAIN",
+    "run_names",
+    "run_lock",
+    "reproduce",
+    "load_results",
+    "QUICK_RUNS",
+    "QUICK_RESULTS",
+]
 
 # Where quick mode (CI, ``--quick``) keeps its runs and results, apart from the real ones.
 QUICK_RUNS, QUICK_RESULTS = "cache/quick-runs", "cache/quick-results"
@@ -62,15 +71,27 @@ class Experiment:
 # a paper experiment is that experiment (the same configuration, one run): step 2 is today's
 # ablation preset, Table 4's free-form row.
 _STEPS = (
-    ("recipe0_legacy", ("alignment=legacy", "train_regions=exact", "proposal_iou=0"),
-     "rpl before issue 12 (boxes and masks half a cell apart, exact ground-truth regions, every proposal), "
-     "10 epochs", {}),
+    (
+        "recipe0_legacy",
+        ("alignment=legacy", "train_regions=exact", "proposal_iou=0"),
+        "rpl before issue 12 (boxes and masks half a cell apart, exact ground-truth regions, every proposal), "
+        "10 epochs",
+        {},
+    ),
     ("recipe1_centred", ("alignment=centred",), "+ boxes and masks on the cells the backbone centres", {}),
-    ("ablation_free-form", ("train_regions=superpixels", "proposal_iou=0.1"),
-     "+ the authors' training regions: ground truth as unions of superpixels, proposals with IoU >= 0.1 "
-     "(today's ablation preset)", {}),
-    ("recipe3_bins", ("mask=bins",), "+ the authors' free-form pooling: box pooling, bins outside the region zeroed",
-     {}),
+    (
+        "ablation_free-form",
+        ("train_regions=superpixels", "proposal_iou=0.1"),
+        "+ the authors' training regions: ground truth as unions of superpixels, proposals with IoU >= 0.1 "
+        "(today's ablation preset)",
+        {},
+    ),
+    (
+        "recipe3_bins",
+        ("mask=bins",),
+        "+ the authors' free-form pooling: box pooling, bins outside the region zeroed",
+        {},
+    ),
     ("recipe4_os8", ("output_stride=8",), "+ a finer feature grid: MobileNetV2 at output stride 8 (32x32 cells)", {}),
 )
 
@@ -79,13 +100,25 @@ _STEPS = (
 # each row: other Experiment settings (seeds; keep_epochs for accuracy against training length).
 _LEVERS = (
     ("lever_dropout0", ("dropout=0",), "the ablation preset without dropout after fc6 and fc7", {"seeds": (0, 1)}),
-    ("lever_25-epochs", ("epochs=25", "lr_drop_epoch=18"), "the ablation preset trained 25 epochs, as the authors",
-     {"keep_epochs": True}),
-    ("ablation_both-separate", ("pooling=both", "combine=separate"),
-     "the paper's model: region + box, separate weights", {}),
-    ("lever_lr-1e-3", ("lr=1e-3",), "the ablation preset at 3.3x the learning rate (fc layers and classifier at 1e-2)",
-     {}),
-)  # fmt: skip
+    (
+        "lever_25-epochs",
+        ("epochs=25", "lr_drop_epoch=18"),
+        "the ablation preset trained 25 epochs, as the authors",
+        {"keep_epochs": True},
+    ),
+    (
+        "ablation_both-separate",
+        ("pooling=both", "combine=separate"),
+        "the paper's model: region + box, separate weights",
+        {},
+    ),
+    (
+        "lever_lr-1e-3",
+        ("lr=1e-3",),
+        "the ablation preset at 3.3x the learning rate (fc layers and classifier at 1e-2)",
+        {},
+    ),
+)
 
 
 def _changed(settings: tuple, changes: tuple) -> tuple:
@@ -118,45 +151,100 @@ _FREE_FORM = ("pooling=free-form", "combine=tied")  # the cpu preset before it t
 EXPERIMENTS = {
     e.name: e
     for e in (
-        Experiment("e2s2_cpu", "cpu", description="end to end, region + box pooling with separate weights, balanced "
-                                                  "loss, fine-tuned backbone"),  # fmt: skip
+        Experiment(
+            "e2s2_cpu",
+            "cpu",
+            description="end to end, region + box pooling with separate weights, balanced loss, fine-tuned backbone",
+        ),
         Experiment("fcn_cpu", "cpu", ("model=fcn",), description="FCN-16s-style on the same fine-tuned backbone"),
-        Experiment("fcn_cpu_unbalanced", "cpu", ("model=fcn", "loss=unbalanced"),
-                   description="the same FCN with the unbalanced loss (the authors' FCN default)"),  # fmt: skip
+        Experiment(
+            "fcn_cpu_unbalanced",
+            "cpu",
+            ("model=fcn", "loss=unbalanced"),
+            description="the same FCN with the unbalanced loss (the authors' FCN default)",
+        ),
         Experiment("ablation_free-form", "ablation", seeds=(0, 1, 2), description="free-form pooling (region)"),
         Experiment("ablation_box", "ablation", ("pooling=box",), (0, 1, 2), "box pooling (Fast R-CNN)"),
-        Experiment("ablation_both-tied", "ablation", ("pooling=both", "combine=tied"), (0, 1, 2),
-                   "region + box, tied weights"),  # fmt: skip
-        Experiment("ablation_both-separate", "ablation", ("pooling=both", "combine=separate"), (0, 1, 2),
-                   "region + box, separate weights"),  # fmt: skip
-        Experiment("ablation_rectangles", "ablation", ("regions=rectangles", "train_regions=boxes"),
-                   description="purely rectangular: bounding boxes as the regions, the ground truth's too"),  # fmt: skip
+        Experiment(
+            "ablation_both-tied", "ablation", ("pooling=both", "combine=tied"), (0, 1, 2), "region + box, tied weights"
+        ),
+        Experiment(
+            "ablation_both-separate",
+            "ablation",
+            ("pooling=both", "combine=separate"),
+            (0, 1, 2),
+            "region + box, separate weights",
+        ),
+        Experiment(
+            "ablation_rectangles",
+            "ablation",
+            ("regions=rectangles", "train_regions=boxes"),
+            description="purely rectangular: bounding boxes as the regions, the ground truth's too",
+        ),
         Experiment("ablation_unbalanced", "ablation", ("loss=unbalanced",), description="unbalanced pixel loss"),
-        Experiment("ablation_baseline", "ablation", ("model=baseline",),
-                   description="region classification baseline: box pooling, region loss, Eq. 1"),  # fmt: skip
-        Experiment("ablation_softmax-max", "ablation", ("order=softmax-max",),
-                   description="softmax before the max (Eq. 1 inside the end-to-end model)"),  # fmt: skip
-        Experiment("ablation_superpixels", "ablation", ("regions=superpixels",), (0, 1),
-                   description="non-overlapping regions: the Felzenszwalb superpixels only"),  # fmt: skip
-        Experiment("pascal-context_cpu", "cpu", ("dataset=pascal-context",), description="Table 2: PASCAL Context",
-                   needs_data=True),  # fmt: skip
+        Experiment(
+            "ablation_baseline",
+            "ablation",
+            ("model=baseline",),
+            description="region classification baseline: box pooling, region loss, Eq. 1",
+        ),
+        Experiment(
+            "ablation_softmax-max",
+            "ablation",
+            ("order=softmax-max",),
+            description="softmax before the max (Eq. 1 inside the end-to-end model)",
+        ),
+        Experiment(
+            "ablation_superpixels",
+            "ablation",
+            ("regions=superpixels",),
+            (0, 1),
+            description="non-overlapping regions: the Felzenszwalb superpixels only",
+        ),
+        Experiment(
+            "pascal-context_cpu",
+            "cpu",
+            ("dataset=pascal-context",),
+            description="Table 2: PASCAL Context",
+            needs_data=True,
+        ),
     )
 }
 EXPERIMENTS |= {e.name: e for e in RECIPE_CHAIN if e.name not in EXPERIMENTS}
 EXPERIMENTS |= {
     e.name: e
     for e in (
-        Experiment("e2s2_cpu_free-form", "cpu", _FREE_FORM, group="diagnosis",
-                   description="the cpu preset's region model with free-form pooling alone (tied weights)"),
-        Experiment("e2s2_cpu_head-lr1", "cpu", ("head_lr_mult=1",), group="diagnosis",
-                   description="the cpu preset with one learning rate for every layer (no 10x on the layers after "
-                               "the backbone)"),  # fmt: skip
-        Experiment("e2s2_cpu_10-epochs", "cpu", ("epochs=10", "lr_drop_epoch=7"), group="diagnosis",
-                   description="the cpu preset trained 10 epochs (7, then 3 at a tenth of the rate) instead of 5: it "
-                               "fits its training images at 50% class accuracy"),  # fmt: skip
-        Experiment("e2s2_cpu_head-epochs", "cpu", (*_FREE_FORM, "epochs=5", "head_epochs=2"), group="diagnosis",
-                   description="the cpu preset's region model, its first 2 of 5 epochs on the head alone (cached "
-                               "features): a stand-in for the authors' ImageNet fc6/fc7"),  # fmt: skip
+        Experiment(
+            "e2s2_cpu_free-form",
+            "cpu",
+            _FREE_FORM,
+            group="diagnosis",
+            description="the cpu preset's region model with free-form pooling alone (tied weights)",
+        ),
+        Experiment(
+            "e2s2_cpu_head-lr1",
+            "cpu",
+            ("head_lr_mult=1",),
+            group="diagnosis",
+            description="the cpu preset with one learning rate for every layer (no 10x on the layers after "
+            "the backbone)",
+        ),
+        Experiment(
+            "e2s2_cpu_10-epochs",
+            "cpu",
+            ("epochs=10", "lr_drop_epoch=7"),
+            group="diagnosis",
+            description="the cpu preset trained 10 epochs (7, then 3 at a tenth of the rate) instead of 5: it "
+            "fits its training images at 50% class accuracy",
+        ),
+        Experiment(
+            "e2s2_cpu_head-epochs",
+            "cpu",
+            (*_FREE_FORM, "epochs=5", "head_epochs=2"),
+            group="diagnosis",
+            description="the cpu preset's region model, its first 2 of 5 epochs on the head alone (cached "
+            "features): a stand-in for the authors' ImageNet fc6/fc7",
+        ),
     )
 }
 
@@ -176,8 +264,17 @@ def _runs(count: int) -> str:
     return f"{count} run" + ("" if count == 1 else "s")
 
 
-def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=None, data_root=None,
-              cache_root=None, device: str = "cpu", progress: bool = True, log=print) -> list[str]:  # fmt: skip
+def reproduce(
+    runs_dir="runs",
+    results_dir="results",
+    quick: bool = False,
+    only=None,
+    data_root=None,
+    cache_root=None,
+    device: str = "cpu",
+    progress: bool = True,
+    log=print,
+) -> list[str]:
     """Train and evaluate every run not finished yet (``only``: these experiments; default
     every experiment of the paper's tables, not the diagnosis); returns the runs this call
     finished.
@@ -190,8 +287,12 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
     code = {key: value for key, value in provenance().items() if key.startswith("git_")}
 
     runs_dir, results_dir = Path(runs_dir), Path(results_dir)
-    todo = [(e, name, seed) for e in EXPERIMENTS.values() for name, seed in e.runs(quick)
-            if (e.name in only if only is not None else e.group == "paper")]  # fmt: skip
+    todo = [
+        (e, name, seed)
+        for e in EXPERIMENTS.values()
+        for name, seed in e.runs(quick)
+        if (e.name in only if only is not None else e.group == "paper")
+    ]
     unknown = set(only or ()) - set(EXPERIMENTS)
     if unknown:
         raise ValueError(f"unknown experiments {sorted(unknown)}; choose from {sorted(EXPERIMENTS)}")
@@ -202,8 +303,11 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
         header = f"[{position}/{len(todo)}] {name}"
         if result.is_file():
             stale = _stale(json.loads(result.read_text())["config"], experiment.config(seed, quick))
-            log(f"{header}: done ({result})" if not stale else
-                f"{header}: {result} was made with other settings ({stale}); delete it and {folder} to rerun")  # fmt: skip
+            log(
+                f"{header}: done ({result})"
+                if not stale
+                else f"{header}: {result} was made with other settings ({stale}); delete it and {folder} to rerun"
+            )
             continue
         with run_lock(folder) as mine:
             if not mine:
@@ -226,18 +330,39 @@ def reproduce(runs_dir="runs", results_dir="results", quick: bool = False, only=
                     continue
             started = time.monotonic()
             if not (folder / "train.json").is_file():
-                log(f"{header}: training ({experiment.description}; preset {cfg.preset}), "
-                    f"{_runs(len(todo) - position)} after this one")  # fmt: skip
-                train(cfg, folder, resume=True, data_root=data_root, cache_root=cache_root, progress=progress,
-                      device=device, keep_epochs=experiment.keep_epochs)  # fmt: skip
+                log(
+                    f"{header}: training ({experiment.description}; preset {cfg.preset}), "
+                    f"{_runs(len(todo) - position)} after this one"
+                )
+                train(
+                    cfg,
+                    folder,
+                    resume=True,
+                    data_root=data_root,
+                    cache_root=cache_root,
+                    progress=progress,
+                    device=device,
+                    keep_epochs=experiment.keep_epochs,
+                )
             log(f"{header}: evaluating")
             metrics = evaluate(folder, data_root=data_root, cache_root=cache_root, progress=progress, device=device)
             summary = json.loads((folder / "train.json").read_text())
-            write_json(result, provenance(run=name, experiment=experiment.name, description=experiment.description,
-                                          train_seconds=summary["train_seconds"],
-                                          wall_seconds_this_call=time.monotonic() - started, **metrics) | code)  # fmt: skip
-            log(f"{header}: class {metrics['all']['class_accuracy']:.1%}, global "
-                f"{metrics['all']['global_accuracy']:.1%} -> {result}")  # fmt: skip
+            write_json(
+                result,
+                provenance(
+                    run=name,
+                    experiment=experiment.name,
+                    description=experiment.description,
+                    train_seconds=summary["train_seconds"],
+                    wall_seconds_this_call=time.monotonic() - started,
+                    **metrics,
+                )
+                | code,
+            )
+            log(
+                f"{header}: class {metrics['all']['class_accuracy']:.1%}, global "
+                f"{metrics['all']['global_accuracy']:.1%} -> {result}"
+            )
             finished.append(name)
     return finished
 

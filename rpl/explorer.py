@@ -60,8 +60,9 @@ class Explanation:
         probabilities = scores is not out.logits
         atoms, winners = out.atoms, out.winners
         prediction = out.labels().numpy()
-        return cls(image, regions, scores.numpy(), atoms.numpy(), winners.numpy(), prediction, list(classes),
-                   probabilities)  # fmt: skip
+        return cls(
+            image, regions, scores.numpy(), atoms.numpy(), winners.numpy(), prediction, list(classes), probabilities
+        )
 
     def _class_index(self, label) -> int:
         if label is None:
@@ -106,18 +107,23 @@ class Explanation:
         import matplotlib.pyplot as plt
 
         info = self.at(row, col, label, runner_ups)
-        panels = [(info["winner"], "winner")] + [(r, f"runner-up {i + 1}") for i, (r, _) in enumerate(info["runner_ups"])]
+        panels = [(info["winner"], "winner")] + [
+            (r, f"runner-up {i + 1}") for i, (r, _) in enumerate(info["runner_ups"])
+        ]
         fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 3.0), squeeze=False)
         axes = axes[0]
         kind = "p" if self.probabilities else "logit"
         show_regions(axes[: len(panels)], self.image, self.regions, [r for r, _ in panels], boxes=False)
         for ax, (region, title) in zip(axes, panels):
-            ax.set_title(f"{title}: region {region}\n{info['label_name']} {kind} "
-                         f"{self.scores[region, info['label'] - 1]:.2f}", fontsize="small")  # fmt: skip
+            ax.set_title(
+                f"{title}: region {region}\n{info['label_name']} {kind} {self.scores[region, info['label'] - 1]:.2f}",
+                fontsize="small",
+            )
         final = axes[-1]
         final.imshow(overlay(self.image, self.prediction, alpha=0.6))
-        final.set_title(f"final label: {info['predicted_name']}\n({info['regions_containing']} regions hold it)",
-                        fontsize="small")  # fmt: skip
+        final.set_title(
+            f"final label: {info['predicted_name']}\n({info['regions_containing']} regions hold it)", fontsize="small"
+        )
         for ax in axes:
             ax.plot([col], [row], marker="+", color="red", markersize=14, markeredgewidth=2)
             ax.set_xticks([])
@@ -156,8 +162,9 @@ def region_explorer(model, samples, proposals, classes, cfg=None):
     col = widgets.IntSlider(value=w // 2, min=0, max=w - 1, description="column")
     # 0 stands for "the predicted class": a Dropdown's value None means "nothing selected" and
     # blanks the control when chosen again.
-    label = widgets.Dropdown(options=[("predicted", 0)] + [(c, i + 1) for i, c in enumerate(classes)],
-                             description="class")  # fmt: skip
+    label = widgets.Dropdown(
+        options=[("predicted", 0)] + [(c, i + 1) for i, c in enumerate(classes)], description="class"
+    )
     out = widgets.Output()
     shown = []  # the figure on display, closed when the next one replaces it
 
@@ -180,9 +187,11 @@ def region_explorer(model, samples, proposals, classes, cfg=None):
             shown.append(fig)
             display(fig)
             info = exp.at(row.value, col.value, label.value or None)
-            print(f"pixel ({row.value}, {col.value}): atom {info['atom']}, final label {info['predicted_name']}; "
-                  f"{info['label_name']}: region {info['winner']} wins with {info['score']:.3f} "
-                  f"among {info['regions_containing']} regions")  # fmt: skip
+            print(
+                f"pixel ({row.value}, {col.value}): atom {info['atom']}, final label {info['predicted_name']}; "
+                f"{info['label_name']}: region {info['winner']} wins with {info['score']:.3f} "
+                f"among {info['regions_containing']} regions"
+            )
 
     for widget in (image, row, col, label):
         widget.observe(redraw, names="value")

@@ -17,8 +17,17 @@ from .metrics import boundary_mask
 from .proposals import ProposalCache
 from .viz import colorize, label_grid, legend, save_figure
 
-__all__ = ["FIGURES", "figure_runs", "example_names", "predictions", "paper_vs_ours", "examples", "boundary_closeups",
-           "explorer_snapshot", "make_figures"]  # fmt: skip
+__all__ = [
+    "FIGURES",
+    "figure_runs",
+    "example_names",
+    "predictions",
+    "paper_vs_ours",
+    "examples",
+    "boundary_closeups",
+    "explorer_snapshot",
+    "make_figures",
+]
 
 FIGURES = ("06_paper_vs_ours.png", "07_examples.png", "07_boundaries.png", "07_explorer.png")
 
@@ -29,8 +38,10 @@ def figure_runs(runs_dir="runs") -> Path:
     runs_dir = Path(runs_dir)
     for run in ("e2s2_cpu", "fcn_cpu"):
         if not (runs_dir / run / "train.json").is_file():
-            raise FileNotFoundError(f"{runs_dir / run} has no finished run: train it first (`python -m rpl reproduce "
-                                    "--only e2s2_cpu --only fcn_cpu`, with --quick for the quick runs)")  # fmt: skip
+            raise FileNotFoundError(
+                f"{runs_dir / run} has no finished run: train it first (`python -m rpl reproduce "
+                "--only e2s2_cpu --only fcn_cpu`, with --quick for the quick runs)"
+            )
     return runs_dir
 
 
@@ -86,8 +97,14 @@ def examples(dataset, names, ours: dict, fcn: dict):
         rows.append([sample.image, sample.label, fcn[n], ours[n]])
     fig = label_grid(rows, titles=["image", "ground truth", "FCN", "ours (end to end)"], row_titles=names)
     labels = np.unique(np.concatenate([np.ravel(panel) for r in rows for panel in r[1:]]))
-    legend(fig.axes[-1], dataset.classes, labels=labels[labels > 0], loc="center left", bbox_to_anchor=(1.02, 0.5),
-           fontsize="x-small")  # fmt: skip
+    legend(
+        fig.axes[-1],
+        dataset.classes,
+        labels=labels[labels > 0],
+        loc="center left",
+        bbox_to_anchor=(1.02, 0.5),
+        fontsize="x-small",
+    )
     return fig
 
 
@@ -142,8 +159,15 @@ def explorer_snapshot(run, dataset, name: str, cache_root=None):
     return exp.figure(int(row), int(col))
 
 
-def make_figures(out="figures", runs_dir="runs", results_dir="results", examples_count: int = 5, data_root=None,
-                 cache_root=None, log=print) -> list[Path]:  # fmt: skip
+def make_figures(
+    out="figures",
+    runs_dir="runs",
+    results_dir="results",
+    examples_count: int = 5,
+    data_root=None,
+    cache_root=None,
+    log=print,
+) -> list[Path]:
     """Write every figure of :data:`FIGURES` into ``out``; returns their paths.
 
     Tables come from ``results_dir``; example predictions (``examples_count`` scenes) from the

@@ -124,8 +124,7 @@ class ConfusionMatrix:
             "pixels": self.total,
             "classes_present": int(self.present.sum()),
             "per_class_accuracy": {
-                n: (None if np.isnan(a) else float(a))
-                for n, a in zip(names, self.per_class_accuracy())
+                n: (None if np.isnan(a) else float(a)) for n, a in zip(names, self.per_class_accuracy())
             },
         }
 

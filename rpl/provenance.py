@@ -14,9 +14,13 @@ __all__ = ["provenance"]
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, check=True, timeout=10,
+            ["git", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
             cwd=Path(__file__).resolve().parent,
-        )  # fmt: skip
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip()
@@ -47,4 +51,3 @@ def provenance(**extra) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
-

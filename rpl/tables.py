@@ -21,8 +21,21 @@ import pandas as pd
 from .experiments import EXPERIMENTS, load_results
 from .files import write_text
 
-__all__ = ["PAPER", "LITERATURE", "measure", "table1", "table2", "table3", "table4", "section43", "all_tables", "pretty",
-           "claims", "markdown", "update_readme"]
+__all__ = [
+    "PAPER",
+    "LITERATURE",
+    "measure",
+    "table1",
+    "table2",
+    "table3",
+    "table4",
+    "section43",
+    "all_tables",
+    "pretty",
+    "claims",
+    "markdown",
+    "update_readme",
+]
 
 NaN = math.nan
 
@@ -61,8 +74,7 @@ LITERATURE = {
 
 def _literature(table: str) -> dict:
     keys = ("class_accuracy", "global_accuracy", "mean_iou")
-    return {(table, row): {k: v for k, v in zip(keys, values) if v is not None}
-            for row, *values in LITERATURE[table]}  # fmt: skip
+    return {(table, row): {k: v for k, v in zip(keys, values) if v is not None} for row, *values in LITERATURE[table]}
 
 
 # Published numbers (percent). Keys: (table, row) -> {measure: value}.
@@ -118,8 +130,11 @@ LITERATURE_ROW = "(literature)"  # the results column of a row with no experimen
 
 # Paper rows we cannot run here, and why.
 _NO_PASCAL = "needs the PASCAL Context training set (only a 50-image val sample here)"
-NOT_HERE = {("Table 2", "Ours"): _NO_PASCAL, ("Table 3", "Ours, PASCAL Context"): _NO_PASCAL,
-            ("Table 3", "FCN-16s, PASCAL Context"): _NO_PASCAL}  # fmt: skip
+NOT_HERE = {
+    ("Table 2", "Ours"): _NO_PASCAL,
+    ("Table 3", "Ours, PASCAL Context"): _NO_PASCAL,
+    ("Table 3", "FCN-16s, PASCAL Context"): _NO_PASCAL,
+}
 
 
 def measure(payload: dict, key: str) -> float:
@@ -159,8 +174,14 @@ def _table(results: dict, table: str, keys: tuple) -> pd.DataFrame:
             record = {"row": row, "measure": key, "paper": paper.get(key, NaN)}
             experiment = OURS.get((table, row))
             if experiment is None:
-                record.update(ours=NaN, ours_min=NaN, ours_max=NaN, seeds=0, preset="",
-                              results=NOT_HERE.get((table, row), LITERATURE_ROW))  # fmt: skip
+                record.update(
+                    ours=NaN,
+                    ours_min=NaN,
+                    ours_max=NaN,
+                    seeds=0,
+                    preset="",
+                    results=NOT_HERE.get((table, row), LITERATURE_ROW),
+                )
             else:
                 record.update(_ours(results, experiment, key))
                 if record["seeds"] == 0 and (table, row) in NOT_HERE:
@@ -239,24 +260,30 @@ def markdown(results_dir="results") -> str:
             for r in group.itertuples():
                 if math.isnan(r.paper) and math.isnan(r.ours):
                     continue
-                lines.append(f"| {title} | {r.row} | {MEASURE_NAMES[r.measure]} | {_cell(r.paper)} | "
-                         f"{_cell(r.ours, r.ours_min, r.ours_max, r.seeds)} | {r.preset} | {r.results} |")  # fmt: skip
+                lines.append(
+                    f"| {title} | {r.row} | {MEASURE_NAMES[r.measure]} | {_cell(r.paper)} | "
+                    f"{_cell(r.ours, r.ours_min, r.ours_max, r.seeds)} | {r.preset} | {r.results} |"
+                )
     return "\n".join(lines) + "\n"
 
 
 def pretty(frame: pd.DataFrame) -> pd.DataFrame:
     """A table for reading: one line per row and measure, paper, ours (mean, and the seeds'
     range where there are several), difference, and the results files."""
-    out = pd.DataFrame({
-        "row": frame["row"],
-        "measure": frame["measure"].map(MEASURE_NAMES),
-        "paper": [_cell(v) for v in frame["paper"]],
-        "ours": [_cell(m, lo, hi, n) for m, lo, hi, n in zip(frame["ours"], frame["ours_min"], frame["ours_max"],
-                                                              frame["seeds"])],
-        "ours - paper": [_cell(o - p) for o, p in zip(frame["ours"], frame["paper"])],
-        "seeds": frame["seeds"],
-        "results": frame["results"],
-    })  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "row": frame["row"],
+            "measure": frame["measure"].map(MEASURE_NAMES),
+            "paper": [_cell(v) for v in frame["paper"]],
+            "ours": [
+                _cell(m, lo, hi, n)
+                for m, lo, hi, n in zip(frame["ours"], frame["ours_min"], frame["ours_max"], frame["seeds"])
+            ],
+            "ours - paper": [_cell(o - p) for o, p in zip(frame["ours"], frame["paper"])],
+            "seeds": frame["seeds"],
+            "results": frame["results"],
+        }
+    )
     keep = ~(frame["paper"].isna() & frame["ours"].isna())
     return out[keep.to_numpy()].reset_index(drop=True)
 
@@ -264,31 +291,75 @@ def pretty(frame: pd.DataFrame) -> pd.DataFrame:
 # The paper's comparisons: (claim, measure, row A, row B); our experiments and the paper's
 # numbers are those of the rows (OURS, PAPER).
 CLAIMS = (
-    ("balanced loss raises class accuracy", "class_accuracy", ("Table 1", "Ours, balanced loss"),
-     ("Table 1", "Ours, unbalanced loss")),
-    ("unbalanced loss raises global accuracy", "global_accuracy", ("Table 1", "Ours, unbalanced loss"),
-     ("Table 1", "Ours, balanced loss")),
-    ("free-form beats box pooling (Table 4)", "class_accuracy", ("Table 4", "Free-form (region)"),
-     ("Table 4", "Box (bbox)")),
-    ("region + box (tied) beats free-form (Table 4)", "class_accuracy", ("Table 4", "Region + box, tied"),
-     ("Table 4", "Free-form (region)")),
-    ("separate beats tied weights (Table 4)", "class_accuracy", ("Table 4", "Region + box, separate"),
-     ("Table 4", "Region + box, tied")),
-    ("free-form regions beat purely rectangular ones (Table 4)", "class_accuracy", ("Table 4", "Free-form (region)"),
-     ("Table 4", "Purely rectangular")),
-    ("end to end beats the baseline, both box pooling (Sec. 4.3)", "global_accuracy",
-     ("Sec. 4.3", "End to end, box pooling"), ("Sec. 4.3", "Baseline, box pooling")),
-    ("max before softmax beats softmax before max (Sec. 4.3)", "class_accuracy", ("Table 1", "Ours, balanced loss"),
-     ("Sec. 4.3", "Softmax before max")),
-    ("overlapping regions beat non-overlapping ones (Sec. 4.3)", "class_accuracy",
-     ("Sec. 4.3", "Overlapping regions (Selective Search)"), ("Sec. 4.3", "Non-overlapping regions (superpixels)")),
+    (
+        "balanced loss raises class accuracy",
+        "class_accuracy",
+        ("Table 1", "Ours, balanced loss"),
+        ("Table 1", "Ours, unbalanced loss"),
+    ),
+    (
+        "unbalanced loss raises global accuracy",
+        "global_accuracy",
+        ("Table 1", "Ours, unbalanced loss"),
+        ("Table 1", "Ours, balanced loss"),
+    ),
+    (
+        "free-form beats box pooling (Table 4)",
+        "class_accuracy",
+        ("Table 4", "Free-form (region)"),
+        ("Table 4", "Box (bbox)"),
+    ),
+    (
+        "region + box (tied) beats free-form (Table 4)",
+        "class_accuracy",
+        ("Table 4", "Region + box, tied"),
+        ("Table 4", "Free-form (region)"),
+    ),
+    (
+        "separate beats tied weights (Table 4)",
+        "class_accuracy",
+        ("Table 4", "Region + box, separate"),
+        ("Table 4", "Region + box, tied"),
+    ),
+    (
+        "free-form regions beat purely rectangular ones (Table 4)",
+        "class_accuracy",
+        ("Table 4", "Free-form (region)"),
+        ("Table 4", "Purely rectangular"),
+    ),
+    (
+        "end to end beats the baseline, both box pooling (Sec. 4.3)",
+        "global_accuracy",
+        ("Sec. 4.3", "End to end, box pooling"),
+        ("Sec. 4.3", "Baseline, box pooling"),
+    ),
+    (
+        "max before softmax beats softmax before max (Sec. 4.3)",
+        "class_accuracy",
+        ("Table 1", "Ours, balanced loss"),
+        ("Sec. 4.3", "Softmax before max"),
+    ),
+    (
+        "overlapping regions beat non-overlapping ones (Sec. 4.3)",
+        "class_accuracy",
+        ("Sec. 4.3", "Overlapping regions (Selective Search)"),
+        ("Sec. 4.3", "Non-overlapping regions (superpixels)"),
+    ),
     ("ours beats FCN at boundaries (Table 3)", "boundary_class_accuracy", ("Table 3", "Ours"), ("Table 3", "FCN-16s")),
     ("ours beats FCN on all pixels (Table 3)", "class_accuracy", ("Table 3", "Ours"), ("Table 3", "FCN-16s")),
-    ("ours beats the FCN with our balanced loss at boundaries (like for like)", "boundary_class_accuracy",
-     ("Table 3", "Ours"), ("Table 3", "FCN-16s, balanced loss (like for like)")),
-    ("ours beats the FCN with our balanced loss on all pixels (like for like)", "class_accuracy", ("Table 3", "Ours"),
-     ("Table 3", "FCN-16s, balanced loss (like for like)")),
-)  # fmt: skip
+    (
+        "ours beats the FCN with our balanced loss at boundaries (like for like)",
+        "boundary_class_accuracy",
+        ("Table 3", "Ours"),
+        ("Table 3", "FCN-16s, balanced loss (like for like)"),
+    ),
+    (
+        "ours beats the FCN with our balanced loss on all pixels (like for like)",
+        "class_accuracy",
+        ("Table 3", "Ours"),
+        ("Table 3", "FCN-16s, balanced loss (like for like)"),
+    ),
+)
 
 
 def claims(results: dict) -> pd.DataFrame:
@@ -314,15 +385,29 @@ def claims(results: dict) -> pd.DataFrame:
             verdict = "within noise"
         else:
             verdict = "yes" if diff > 0 else "no"
-        records.append({"claim": claim, "measure": MEASURE_NAMES[key], "paper A - B": _cell(paper),
-                        "ours A - B": _cell(diff), "seed range": _cell(noise) if noise else "", "reproduces": verdict,
-                        "A": a, "B": b})  # fmt: skip
+        records.append(
+            {
+                "claim": claim,
+                "measure": MEASURE_NAMES[key],
+                "paper A - B": _cell(paper),
+                "ours A - B": _cell(diff),
+                "seed range": _cell(noise) if noise else "",
+                "reproduces": verdict,
+                "A": a,
+                "B": b,
+            }
+        )
     return pd.DataFrame.from_records(records)
 
 
-README_MARKERS = ("<!-- results table: python -m rpl tables --update-readme README.md -->", "<!-- end of results table -->")
-DIAGNOSIS_MARKERS = ("<!-- diagnosis table: python -m rpl tables --update-readme README.md -->",
-                     "<!-- end of diagnosis table -->")  # fmt: skip
+README_MARKERS = (
+    "<!-- results table: python -m rpl tables --update-readme README.md -->",
+    "<!-- end of results table -->",
+)
+DIAGNOSIS_MARKERS = (
+    "<!-- diagnosis table: python -m rpl tables --update-readme README.md -->",
+    "<!-- end of diagnosis table -->",
+)
 
 
 def _between(text: str, markers: tuple, body: str) -> str:

@@ -11,8 +11,17 @@ import numpy as np
 from .files import atomic
 
 __all__ = [
-    "SIFTFLOW_PALETTE", "palette", "colorize", "overlay", "legend", "plot_class_frequencies",
-    "label_grid", "prediction_figure", "save_figure", "setup_notebook", "show_regions",
+    "SIFTFLOW_PALETTE",
+    "palette",
+    "colorize",
+    "overlay",
+    "legend",
+    "plot_class_frequencies",
+    "label_grid",
+    "prediction_figure",
+    "save_figure",
+    "setup_notebook",
+    "show_regions",
 ]
 
 # Row k is the colour of class k; row 0 (void) is black. Chosen so that related classes
@@ -128,9 +137,7 @@ def label_grid(rows, titles=None, row_titles=None, size=2.2):
     import matplotlib.pyplot as plt
 
     ncols = len(rows[0])
-    fig, axes = plt.subplots(
-        len(rows), ncols, figsize=(size * ncols, size * len(rows)), squeeze=False
-    )
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols, size * len(rows)), squeeze=False)
     for r, row in enumerate(rows):
         for c, panel in enumerate(row):
             panel = np.asarray(panel)
@@ -153,8 +160,9 @@ def prediction_figure(image, labels, classes):
     colours = palette(len(classes))
     h, w = labels.shape
     fig, axes = plt.subplots(1, 3, figsize=(3 * 3 * w / max(h, w) + 2.5, 3 * h / max(h, w) + 0.3))
-    for ax, shown, title in zip(axes, (image, overlay(image, labels, colours=colours), colours[labels]),
-                                ("image", "prediction", "label map")):  # fmt: skip
+    for ax, shown, title in zip(
+        axes, (image, overlay(image, labels, colours=colours), colours[labels]), ("image", "prediction", "label map")
+    ):
         ax.imshow(shown)
         ax.set_title(title, fontsize="small")
         ax.axis("off")
@@ -198,8 +206,10 @@ def setup_notebook(dpi: int = 72) -> NotebookSetup:
     set_matplotlib_formats("jpeg", pil_kwargs={"quality": 60})
     plt.rcParams["figure.dpi"] = dpi
     quick = quick_mode()
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__}, rpl {__version__}, "
-          f"quick mode: {quick}")  # fmt: skip
+    print(
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__}, rpl {__version__}, "
+        f"quick mode: {quick}"
+    )
     figures = Path("../cache/figures-quick" if quick else "../figures")
     return NotebookSetup(quick, figures, Path(os.environ.get("RPL_CACHE", "../cache")), Path("../results"))
 
@@ -226,8 +236,16 @@ def show_regions(axes, image, regions, indices, boxes=True, fill=True, colour=(2
         ax.imshow(shown.astype(np.uint8))
         if show_box:
             x1, y1, x2, y2 = regions.boxes[int(i)]
-            ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1 + 1, y2 - y1 + 1, fill=False,
-                                   edgecolor=np.array(colour) / 255, linewidth=1.5))  # fmt: skip
+            ax.add_patch(
+                Rectangle(
+                    (x1 - 0.5, y1 - 0.5),
+                    x2 - x1 + 1,
+                    y2 - y1 + 1,
+                    fill=False,
+                    edgecolor=np.array(colour) / 255,
+                    linewidth=1.5,
+                )
+            )
         ax.set_xticks([])
         ax.set_yticks([])
     return axes

@@ -73,9 +73,7 @@ def write_siftflow_tree(root: Path, train=("coast_a", "forest_b"), test=("street
     rng = np.random.default_rng(0)
     names = [np.array([n], dtype=object) for n in SIFTFLOW_CLASSES]
     for name in (*train, *test):
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
-            images / f"{name}.jpg"
-        )
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(images / f"{name}.jpg")
         S = rng.integers(0, 34, (size, size)).astype(np.float64)
         scipy.io.savemat(labels / f"{name}.mat", {"S": S, "names": np.array([names], dtype=object)})
     (base / "TestSet1.txt").write_text("".join(f"{SIFTFLOW_SUBDIR}\\{n}.jpg\n" for n in test))

@@ -10,8 +10,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_selective_search_benchmark_runs(real_siftflow, tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "selective_search.py"),
-           "--time-images", "2", "--abo-images", "3", "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "selective_search.py"),
+        "--time-images",
+        "2",
+        "--abo-images",
+        "3",
+        "--out",
+        str(out),
+    ]
     printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "ratio ours/OpenCV" in printed
     result = json.loads(out.read_text())
@@ -34,8 +42,16 @@ def test_train_throughput_benchmark_runs(real_siftflow, tmp_path, monkeypatch):
     monkeypatch.setenv("RPL_WEIGHTS", str(real_siftflow.parent / "weights"))
     monkeypatch.setenv("RPL_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "throughput.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--preset", "quick", "--images", "2",
-           "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "train_throughput.py"),
+        "--preset",
+        "quick",
+        "--images",
+        "2",
+        "--out",
+        str(out),
+    ]
     printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "training images/s" in printed
     assert json.loads(out.read_text())["images_per_s"] > 0
@@ -44,8 +60,18 @@ def test_train_throughput_benchmark_runs(real_siftflow, tmp_path, monkeypatch):
 def test_backbone_batching_benchmark_runs(real_siftflow, tmp_path, monkeypatch):
     monkeypatch.setenv("RPL_WEIGHTS", str(real_siftflow.parent / "weights"))
     out = tmp_path / "batching.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "backbone_batching.py"), "--images", "2", "--repeats", "1",
-           "--threads", "1", "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "backbone_batching.py"),
+        "--images",
+        "2",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "output stride 8, 256 px" in printed and "channels_last" in printed
     result = json.loads(out.read_text())

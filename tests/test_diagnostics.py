@@ -96,8 +96,22 @@ def test_winning_regions_match_a_brute_force_reading_of_eq3(real_siftflow):
 
 
 def test_diagnose_cli(env, capsys):
-    assert main(["train", "--preset", "quick", "--set", "train_images=3", "--set", "test_images=2",
-                 "--out", str(env / "run")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "quick",
+                "--set",
+                "train_images=3",
+                "--set",
+                "test_images=2",
+                "--out",
+                str(env / "run"),
+            ]
+        )
+        == 0
+    )
     out = env / "diagnosis.json"
     assert main(["diagnose", str(env / "run"), "--train-images", "2", "--out", str(out)]) == 0
     payload = json.loads(out.read_text())
@@ -110,8 +124,25 @@ def test_diagnose_cli(env, capsys):
 
 def test_learning_curve_evaluates_every_kept_epoch(env, capsys):
     run = env / "run"
-    assert main(["train", "--preset", "quick", "--set", "epochs=2", "--set", "train_images=3", "--set",
-                 "test_images=2", "--keep-epochs", "--out", str(run)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "quick",
+                "--set",
+                "epochs=2",
+                "--set",
+                "train_images=3",
+                "--set",
+                "test_images=2",
+                "--keep-epochs",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (run / "epochs").iterdir()) == ["epoch001.pt", "epoch002.pt"]
     out = env / "curve.json"
     assert main(["diagnose", str(run), "--curve", "--train-images", "2", "--out", str(out)]) == 0
@@ -133,8 +164,24 @@ def test_learning_curve_evaluates_every_kept_epoch(env, capsys):
 
 
 def test_diagnose_an_fcn_measures_the_fit_only(env):
-    assert main(["train", "--preset", "quick", "--set", "model=fcn", "--set", "train_images=3", "--set",
-                 "test_images=2", "--out", str(env / "fcn")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "quick",
+                "--set",
+                "model=fcn",
+                "--set",
+                "train_images=3",
+                "--set",
+                "test_images=2",
+                "--out",
+                str(env / "fcn"),
+            ]
+        )
+        == 0
+    )
     out = env / "diagnosis.json"
     assert main(["diagnose", str(env / "fcn"), "--train-images", "2", "--out", str(out)]) == 0
     payload = json.loads(out.read_text())
@@ -153,9 +200,14 @@ def test_recipe_table_reads_results_and_diagnostics(tmp_path):
     (tmp_path / "fcn_cpu.json").write_text(json.dumps(_result("cpu", 5, 0.6)))
     (tmp_path / "recipe3_bins.json").write_text(json.dumps(_result("ablation", 10, 0.25)))
     (tmp_path / "diagnostics_fcn_cpu.json").write_text(json.dumps({"train": {"all": {"class_accuracy": 0.8}}}))
-    (tmp_path / "diagnostics_recipe3_bins.json").write_text(json.dumps({
-        "train": {"all": {"class_accuracy": 0.3}},
-        "test_with_ground_truth_regions": {"all": {"class_accuracy": 0.35}}}))  # fmt: skip
+    (tmp_path / "diagnostics_recipe3_bins.json").write_text(
+        json.dumps(
+            {
+                "train": {"all": {"class_accuracy": 0.3}},
+                "test_with_ground_truth_regions": {"all": {"class_accuracy": 0.35}},
+            }
+        )
+    )
     table = recipe_table(tmp_path)
     assert list(table.index) == ["e2s2_cpu", "fcn_cpu", "recipe3_bins"]  # references, then the chain; no file no row
     assert table.loc["fcn_cpu", "class"] == 60.0 and table.loc["fcn_cpu", "train class"] == 80.0

@@ -14,20 +14,52 @@ from rpl.runs import PRESETS, build_model, load_dataset, prepare, train
 from rpl.runs.loop import _TrainingStep
 
 # 5 images, 4 per step: step 1 gives each rank 2 images, step 2 gives rank 1 none.
-OPTIONS = ["--preset", "quick", "--set", "train_images=5", "--set", "images_per_step=4", "--set", "epochs=2",
-           "--set", "lr_drop_epoch=1"]  # fmt: skip
+OPTIONS = [
+    "--preset",
+    "quick",
+    "--set",
+    "train_images=5",
+    "--set",
+    "images_per_step=4",
+    "--set",
+    "epochs=2",
+    "--set",
+    "lr_drop_epoch=1",
+]
 
 
 def test_two_gloo_processes_equal_one_process(env):
     single = env / "single"
-    assert subprocess.run([sys.executable, "-m", "rpl", "train", *OPTIONS, "--out", str(single)],
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600).returncode == 0  # fmt: skip
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "rpl", "train", *OPTIONS, "--out", str(single)],
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            timeout=600,
+        ).returncode
+        == 0
+    )
     ddp = env / "ddp"
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-         "-m", "rpl", "train", *OPTIONS, "--out", str(ddp)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29517",
+            "-m",
+            "rpl",
+            "train",
+            *OPTIONS,
+            "--out",
+            str(ddp),
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 processes" in done.stdout and done.stdout.count("trained 2 epochs") == 1  # rank 0 reports
     a = torch.load(single / "checkpoint.pt", weights_only=False)
@@ -89,8 +121,10 @@ def test_a_step_through_the_backbone_in_one_batch_equals_one_image_at_a_time(env
 
     together = step(images, labels, regions, seeds, cached)
     grads = torch.autograd.grad(together, params, allow_unused=True)
-    alone = sum(step([images[i]], [labels[i]], [regions[i]], [seeds[i]], None if cached is None else [cached[i]])
-                for i in range(3))  # fmt: skip
+    alone = sum(
+        step([images[i]], [labels[i]], [regions[i]], [seeds[i]], None if cached is None else [cached[i]])
+        for i in range(3)
+    )
     expected = torch.autograd.grad(alone, params, allow_unused=True)
     assert together.item() == pytest.approx(alone.item(), rel=1e-5)
     for g, e in zip(grads, expected):

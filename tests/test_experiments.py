@@ -48,7 +48,8 @@ def test_the_recipe_chain_changes_one_thing_per_row_and_shares_the_paper_rows_it
         a, b = dataclasses.asdict(before.config()), dataclasses.asdict(after.config())
         changed = {k for k in a if a[k] != b[k]}
         assert changed and changed == {o.split("=")[0] for o in after.overrides} - {
-            o.split("=")[0] for o in before.overrides if o in after.overrides}, after.name
+            o.split("=")[0] for o in before.overrides if o in after.overrides
+        }, after.name
     legacy = steps[0].config()
     assert (legacy.alignment, legacy.train_regions, legacy.proposal_iou, legacy.epochs) == ("legacy", "exact", 0, 10)
     others = {e.name for e in chain if e not in shared}
@@ -84,8 +85,9 @@ def test_close_comparisons_have_two_seeds_and_three_where_the_committed_seeds_sp
         paper = tables.PAPER.get(row_a, {}).get(key, math.nan) - tables.PAPER.get(row_b, {}).get(key, math.nan)
         if abs(paper) < 2:
             assert len(EXPERIMENTS[a].seeds) >= 2 and len(EXPERIMENTS[b].seeds) >= 2, claim
-            spread = max(tables._ours(results, e, key)["ours_max"] - tables._ours(results, e, key)["ours_min"]
-                         for e in (a, b))  # fmt: skip
+            spread = max(
+                tables._ours(results, e, key)["ours_max"] - tables._ours(results, e, key)["ours_min"] for e in (a, b)
+            )
             if spread > abs(paper):  # one seed run: 0; none: NaN, which compares False
                 assert len(EXPERIMENTS[a].seeds) >= 3 and len(EXPERIMENTS[b].seeds) >= 3, claim
 
@@ -103,7 +105,9 @@ def test_reproduce_quick_writes_results_skips_finished_and_locked_runs(env, monk
     lines = []
     commits = itertools.chain(["at the start"], itertools.repeat("edited while training"))
     real_provenance = experiments.provenance
-    monkeypatch.setattr(experiments, "provenance", lambda **extra: real_provenance(**extra) | {"git_commit": next(commits)})
+    monkeypatch.setattr(
+        experiments, "provenance", lambda **extra: real_provenance(**extra) | {"git_commit": next(commits)}
+    )
     assert reproduce(runs, results, quick=True, only=["ablation_box"], progress=False, log=lines.append) == [
         "ablation_box"
     ]
@@ -148,16 +152,27 @@ def test_reproduce_skips_experiments_whose_data_is_missing(env, monkeypatch):
 
 
 def _write_result(folder, name, class_accuracy, global_accuracy=0.5, boundary=0.3, preset="ablation"):
-    part = lambda acc: {"class_accuracy": acc, "global_accuracy": global_accuracy, "mean_iou": 0.2,  # noqa: E731
-                        "per_class_accuracy": {}}  # fmt: skip
-    payload = {"all": part(class_accuracy), "boundary": part(boundary), "train_seconds": 60.0,
-               "config": {"preset": preset, "epochs": 3}}  # fmt: skip
+    part = lambda acc: {
+        "class_accuracy": acc,
+        "global_accuracy": global_accuracy,
+        "mean_iou": 0.2,  # noqa: E731
+        "per_class_accuracy": {},
+    }
+    payload = {
+        "all": part(class_accuracy),
+        "boundary": part(boundary),
+        "train_seconds": 60.0,
+        "config": {"preset": preset, "epochs": 3},
+    }
     (folder / f"{name}.json").write_text(json.dumps(payload))
 
 
 def test_tables_and_claims_from_results_files(tmp_path):
-    for name, seeds in (("ablation_free-form", (0.40, 0.44, 0.42)), ("ablation_box", (0.30, 0.31, 0.305)),
-                        ("ablation_both-tied", (0.41, 0.43, 0.42))):  # fmt: skip
+    for name, seeds in (
+        ("ablation_free-form", (0.40, 0.44, 0.42)),
+        ("ablation_box", (0.30, 0.31, 0.305)),
+        ("ablation_both-tied", (0.41, 0.43, 0.42)),
+    ):
         for seed, accuracy in enumerate(seeds):
             _write_result(tmp_path, name if seed == 0 else f"{name}_seed{seed}", accuracy)
     _write_result(tmp_path, "ablation_softmax-max", 0.50)
@@ -170,8 +185,9 @@ def test_tables_and_claims_from_results_files(tmp_path):
     assert t4.loc["Purely rectangular", "preset"] == "quick"  # the preset the run used
     assert t4.loc["Region + box, separate", "preset"] == "ablation"  # not run: the experiment's
     assert math.isnan(t4.loc["Region + box, separate", "ours"])
-    assert t4.loc["Box (bbox)", "results"] == ", ".join(f"{tmp_path}/ablation_box{s}.json" for s in ("", "_seed1",
-                                                                                                  "_seed2"))  # fmt: skip
+    assert t4.loc["Box (bbox)", "results"] == ", ".join(
+        f"{tmp_path}/ablation_box{s}.json" for s in ("", "_seed1", "_seed2")
+    )
     shown = tables.pretty(frames["Table 4"]).set_index("row")
     assert shown.loc["Free-form (region)", "ours"] == "42.0 (40.0–44.0)"
     assert shown.loc["Free-form (region)", "ours - paper"] == "-20.8"
@@ -219,7 +235,9 @@ def test_literature_rows_are_the_papers():
 def test_readme_results_table_matches_the_results_files(monkeypatch):
     monkeypatch.chdir(Path(__file__).parents[1])  # the table names files relative to the repository
     readme = Path("README.md").read_text()
-    assert tables.markdown("results") in readme, "README's table is stale: python -m rpl tables --update-readme README.md"
+    assert tables.markdown("results") in readme, (
+        "README's table is stale: python -m rpl tables --update-readme README.md"
+    )
     start, end = tables.DIAGNOSIS_MARKERS
     assert f"{start}\n{recipe_markdown('results')}{end}" in readme, "README's diagnosis table is stale: same command"
 

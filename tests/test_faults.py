@@ -69,8 +69,10 @@ CLI_CASES = [
     _set("epochs", "--set 'epochs': expected key=value"),
     _case(["train", "--preset", "bogus", "--out", "{tmp}/run"], "argument --preset: invalid choice: 'bogus'"),
     _case(["train", "--preset", "quick", "--root", "{tmp}/nowhere", "--out", "{tmp}/run"], "SIFT Flow not found"),
-    _case(["train", "--preset", "paper", "--set", "train_images=2", "--root", "{tmp}/data", "--out", "{tmp}/run"],
-          "`--set weights=none`"),  # fmt: skip
+    _case(
+        ["train", "--preset", "paper", "--set", "train_images=2", "--root", "{tmp}/data", "--out", "{tmp}/run"],
+        "`--set weights=none`",
+    ),
     _case(["evaluate", "{tmp}/run", "--device", "cuda"], "argument --device: cuda: no CUDA GPU is visible", NO_GPU),
     _case(["train", "--out", "{tmp}/run", "--device", "tpu"], "expected cpu, cuda or cuda:<index>, got 'tpu'"),
     _case(["evaluate", "{tmp}/nothing"], "nothing/checkpoint.pt not found"),
@@ -84,8 +86,7 @@ CLI_CASES = [
     _case(["predict", "{tmp}/nothing", "{tmp}/image.png", "-o", "{tmp}/x.jpg"], "x.jpg: a label map is written"),
     _case(["predict", "{tmp}/nothing", "{tmp}/image.png", "-o", "{tmp}/x"], "x: a label map is written losslessly"),
     _case(["predict", "{tmp}/nothing", "{tmp}/image.png", "-o", "{tmp}/folder"], "folder: a label map is written"),
-    _case(["predict", "{tmp}/nothing", "{tmp}/image.png", "-o", "{tmp}/image.png/x.png"],
-          "cannot create the folder"),  # fmt: skip
+    _case(["predict", "{tmp}/nothing", "{tmp}/image.png", "-o", "{tmp}/image.png/x.png"], "cannot create the folder"),
     _case(["predict", "{tmp}/nothing", "{tmp}/image.png", "-o", "{tmp}/locked/x.png"], "is not writable", AS_ROOT),
     _case(["diagnose"], "give a run folder"),
 ]
@@ -154,21 +155,31 @@ WILD = [float("nan"), float("inf"), float("-inf"), 0.0, -1.0]
 
 
 @settings(max_examples=40, deadline=None)
-@given(images(), st.sampled_from(COLOR_SPACES), st.one_of(st.floats(0.5, 500), st.sampled_from(WILD)),
-       st.one_of(st.floats(0, 3), st.sampled_from(WILD)), st.one_of(st.none(), st.integers(-1, 30)),
-       st.integers(0, 100))  # fmt: skip
+@given(
+    images(),
+    st.sampled_from(COLOR_SPACES),
+    st.one_of(st.floats(0.5, 500), st.sampled_from(WILD)),
+    st.one_of(st.floats(0, 3), st.sampled_from(WILD)),
+    st.one_of(st.none(), st.integers(-1, 30)),
+    st.integers(0, 100),
+)
 def test_fuzz_selective_search(image, color_space, k, sigma, min_size, min_region_size):
     """Bad parameters raise a ValueError naming them; good ones always give a valid RegionSet
     holding the whole image."""
-    bad = [name for name, wrong in (("scale (k)", not (np.isfinite(k) and k > 0)),
-                                    ("sigma", not (np.isfinite(sigma) and sigma >= 0)),
-                                    ("min_size", min_size is not None and min_size < 1)) if wrong]  # fmt: skip
+    bad = [
+        name
+        for name, wrong in (
+            ("scale (k)", not (np.isfinite(k) and k > 0)),
+            ("sigma", not (np.isfinite(sigma) and sigma >= 0)),
+            ("min_size", min_size is not None and min_size < 1),
+        )
+        if wrong
+    ]
     if bad:
         with pytest.raises(ValueError, match=r"^(scale \(k\)|sigma|min_size) must be"):
             selective_search(image, color_space, k=k, sigma=sigma, min_size=min_size)
         return
-    regions = selective_search(image, color_space, k=k, sigma=sigma, min_size=min_size,
-                               min_region_size=min_region_size)  # fmt: skip
+    regions = selective_search(image, color_space, k=k, sigma=sigma, min_size=min_size, min_region_size=min_region_size)
     h, w = image.shape[:2]
     masks = regions.masks()
     assert regions.shape == (h, w) and masks.any(axis=(1, 2)).all()
@@ -224,9 +235,14 @@ def _identical(a, b) -> bool:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from([torch.float32, torch.float64]),
-       st.sampled_from([None, float("nan"), float("inf"), float("-inf")]), st.sampled_from([1, 2, 8, 16]),
-       st.integers(1, 4), st.integers(1, 4))  # fmt: skip
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.sampled_from([None, float("nan"), float("inf"), float("-inf")]),
+    st.sampled_from([1, 2, 8, 16]),
+    st.integers(1, 4),
+    st.integers(1, 4),
+)
 def test_fuzz_free_form_roi_pool_equals_reference(seed, dtype, special, stride, oh, ow):
     """Random boxes (some outside the image or inverted), masks, ties, NaN and infinities."""
     rng = np.random.default_rng(seed)
@@ -250,8 +266,12 @@ def test_fuzz_free_form_roi_pool_equals_reference(seed, dtype, special, stride, 
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from([torch.float32, torch.float64]),
-       st.sampled_from([None, float("nan"), float("inf"), float("-inf")]), st.booleans())  # fmt: skip
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.sampled_from([None, float("nan"), float("inf"), float("-inf")]),
+    st.booleans(),
+)
 def test_fuzz_region_to_pixel_equals_reference(seed, dtype, special, sparse):
     """Random scores (ties, NaN, infinities) and memberships, dense or CSR with stored False."""
     rng = np.random.default_rng(seed)
@@ -265,9 +285,13 @@ def test_fuzz_region_to_pixel_equals_reference(seed, dtype, special, sparse):
     if sparse:
         rows, cols = np.nonzero(member | (rng.random((a, r)) < 0.3))
         csr = scipy.sparse.csr_array((member[rows, cols], (rows, cols)), shape=(a, r))
-        given_member = torch.sparse_csr_tensor(torch.tensor(csr.indptr, dtype=torch.int64),
-                                               torch.tensor(csr.indices, dtype=torch.int64),
-                                               torch.tensor(csr.data), (a, r), check_invariants=True)  # fmt: skip
+        given_member = torch.sparse_csr_tensor(
+            torch.tensor(csr.indptr, dtype=torch.int64),
+            torch.tensor(csr.indices, dtype=torch.int64),
+            torch.tensor(csr.data),
+            (a, r),
+            check_invariants=True,
+        )
     out, winners = region_to_pixel(scores, given_member, return_winners=True)
     ref, ref_winners = reference.region_to_pixel(scores, torch.tensor(member), return_winners=True)
     assert _identical(out, ref) and torch.equal(winners, ref_winners)
@@ -282,8 +306,12 @@ SUFFIX = st.sampled_from([*IMAGE_SUFFIXES, ".JPG", ".Png", ".txt", ".mat", ""])
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(NAME, SUFFIX), max_size=6, unique=True), st.lists(NAME, max_size=4),
-       st.one_of(st.lists(NAME, max_size=3), NAME), st.integers(0, 2**32 - 1))  # fmt: skip
+@given(
+    st.lists(st.tuples(NAME, SUFFIX), max_size=6, unique=True),
+    st.lists(NAME, max_size=4),
+    st.one_of(st.lists(NAME, max_size=3), NAME),
+    st.integers(0, 2**32 - 1),
+)
 def test_fuzz_image_folder(files, unlabelled, classes, seed):
     """Names, extensions (any case, not images too), missing labels, classes: a data set of
     exactly the image files, or the error the case calls for."""
@@ -326,13 +354,61 @@ def test_fuzz_image_folder(files, unlabelled, classes, seed):
 
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
-VALUES = ["", "0", "1", "-1", "2", "3", "8", "16", "0.5", "1e-3", "nan", "inf", "-inf", "true", "false", "maybe",
-          "rgb", "rgb,lab", "hsv,xyz", ",", "none", "imagenet", "fcn", "baseline", "e2s2", "vgg16", "resnet", "box",
-          "both", "free-form", "separate", "tied", "rectangles", "superpixels", "boxes", "exact", "bf16", "fp16",
-          "pascal-context", "cells", "bins", "legacy", "quick", "paper", "unbalanced", "1=2"]  # fmt: skip
-PAIR = st.one_of(st.tuples(st.sampled_from(FIELDS), st.one_of(st.sampled_from(VALUES), st.text(max_size=6),
-                                                             st.integers(-3, 40).map(str), st.floats().map(str))),
-                 st.tuples(st.sampled_from(["nonsense", "Epochs", "", " lr"]), st.sampled_from(VALUES)))  # fmt: skip
+VALUES = [
+    "",
+    "0",
+    "1",
+    "-1",
+    "2",
+    "3",
+    "8",
+    "16",
+    "0.5",
+    "1e-3",
+    "nan",
+    "inf",
+    "-inf",
+    "true",
+    "false",
+    "maybe",
+    "rgb",
+    "rgb,lab",
+    "hsv,xyz",
+    ",",
+    "none",
+    "imagenet",
+    "fcn",
+    "baseline",
+    "e2s2",
+    "vgg16",
+    "resnet",
+    "box",
+    "both",
+    "free-form",
+    "separate",
+    "tied",
+    "rectangles",
+    "superpixels",
+    "boxes",
+    "exact",
+    "bf16",
+    "fp16",
+    "pascal-context",
+    "cells",
+    "bins",
+    "legacy",
+    "quick",
+    "paper",
+    "unbalanced",
+    "1=2",
+]
+PAIR = st.one_of(
+    st.tuples(
+        st.sampled_from(FIELDS),
+        st.one_of(st.sampled_from(VALUES), st.text(max_size=6), st.integers(-3, 40).map(str), st.floats().map(str)),
+    ),
+    st.tuples(st.sampled_from(["nonsense", "Epochs", "", " lr"]), st.sampled_from(VALUES)),
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -355,8 +431,9 @@ def test_fuzz_config_overrides(preset, pairs, drop_sep):
 
 def _rpl(*argv, **kwargs):
     """``python -m rpl ...`` started in a process group of its own, single-threaded."""
-    return subprocess.Popen([sys.executable, "-m", "rpl", *map(str, argv)], env=CHILD_ENV, start_new_session=True,
-                            text=True, **kwargs)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "rpl", *map(str, argv)], env=CHILD_ENV, start_new_session=True, text=True, **kwargs
+    )
 
 
 def _kill_when(proc, ready, delay: float) -> bool:
@@ -405,8 +482,19 @@ def test_proposals_killed_at_three_random_points_resume_to_the_uninterrupted_res
     build. A file being written at a kill is a temporary file of the dead process, left until it
     is ABANDONED_AFTER_S old (another machine's job cannot be asked whether it lives), then removed."""
     root, reference_cache = real_tree
-    argv = ["proposals", "--split", "train", "--color-spaces", "rgb", "--workers", "1", "--root", root / "data",
-            "--cache", tmp_path]  # fmt: skip
+    argv = [
+        "proposals",
+        "--split",
+        "train",
+        "--color-spaces",
+        "rgb",
+        "--workers",
+        "1",
+        "--root",
+        root / "data",
+        "--cache",
+        tmp_path,
+    ]
     folder = tmp_path / "proposals" / "siftflow" / reference_cache.folder.name / "rgb"
     rng = random.Random(15)
     killed = []
@@ -416,8 +504,9 @@ def test_proposals_killed_at_three_random_points_resume_to_the_uninterrupted_res
         killed.append(proc.pid)
     done = len(list(folder.glob("*.npz")))
     assert 3 <= done < 40
-    out = subprocess.run([sys.executable, "-m", "rpl", *map(str, argv)], env=CHILD_ENV, capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "rpl", *map(str, argv)], env=CHILD_ENV, capture_output=True, text=True, check=True
+    ).stdout
     assert f"{40 - done} computed, {done} already cached" in out
     _same_proposals(folder.parent, reference_cache, ["rgb"])
     left = list(folder.glob(".*"))
@@ -434,20 +523,45 @@ def test_two_processes_build_one_proposal_cache(real_tree, tmp_path):
     FileNotFoundError (neither removes the other's temporary files), every file as an
     uninterrupted build writes it, no temporary file left."""
     root, reference_cache = real_tree
-    argv = ["proposals", "--split", "train", "--color-spaces", "rgb,lab,hsv", "--workers", "1",
-            "--root", root / "data", "--cache", tmp_path]  # fmt: skip
+    argv = [
+        "proposals",
+        "--split",
+        "train",
+        "--color-spaces",
+        "rgb,lab,hsv",
+        "--workers",
+        "1",
+        "--root",
+        root / "data",
+        "--cache",
+        tmp_path,
+    ]
     procs = [_rpl(*argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     results = [p.communicate(timeout=600) for p in procs]
     for proc, (out, err) in zip(procs, results):
         assert proc.returncode == 0 and "Traceback" not in err and "Error" not in err, err
         assert int(out.split(" computed")[0].split()[-1]) > 0, f"the two did not overlap: {out}"
-    _same_proposals(tmp_path / "proposals" / "siftflow" / reference_cache.folder.name, reference_cache,
-                    ["rgb", "lab", "hsv"])  # fmt: skip
+    _same_proposals(
+        tmp_path / "proposals" / "siftflow" / reference_cache.folder.name, reference_cache, ["rgb", "lab", "hsv"]
+    )
     assert not list(tmp_path.rglob(".*.tmp"))
 
 
-TRAIN = ["train", "--preset", "quick", "--set", "epochs=2", "--set", "lr_drop_epoch=1", "--set", "train_images=4",
-         "--set", "images_per_step=2", "--set", "test_images=1"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--preset",
+    "quick",
+    "--set",
+    "epochs=2",
+    "--set",
+    "lr_drop_epoch=1",
+    "--set",
+    "train_images=4",
+    "--set",
+    "images_per_step=2",
+    "--set",
+    "test_images=1",
+]
 
 
 def _log(run: Path, partial: bool = False) -> list:
@@ -474,20 +588,27 @@ def test_training_killed_at_three_points_resumes_to_the_uninterrupted_run(env):
     straight = _rpl(*TRAIN, "--out", env / "straight", stdout=subprocess.DEVNULL, stderr=straight_err)
     run = env / "killed"
     rng = random.Random(15)
-    points = [(lambda: len(_log(run, partial=True)) >= 1, rng.uniform(0, 0.05)),
-              (lambda: any(p.name.startswith(("checkpoint.pt", ".checkpoint.pt")) for p in run.iterdir()), 0.0),
-              (lambda: any(e["epoch"] == 1 for e in _log(run, partial=True)), rng.uniform(0, 0.05))]  # fmt: skip
+    points = [
+        (lambda: len(_log(run, partial=True)) >= 1, rng.uniform(0, 0.05)),
+        (lambda: any(p.name.startswith(("checkpoint.pt", ".checkpoint.pt")) for p in run.iterdir()), 0.0),
+        (lambda: any(e["epoch"] == 1 for e in _log(run, partial=True)), rng.uniform(0, 0.05)),
+    ]
     epochs_at_kill = []
     for i, (ready, delay) in enumerate(points):
-        proc = _rpl(*TRAIN, "--out", run, *(["--resume"] if i else []), stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = _rpl(
+            *TRAIN, "--out", run, *(["--resume"] if i else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         assert _kill_when(proc, lambda: run.is_dir() and ready(), delay), f"kill {i + 1}: finished first"
         checkpoint = run / "checkpoint.pt"
         epochs_at_kill.append(torch.load(checkpoint, weights_only=True)["epoch"] if checkpoint.exists() else 0)
     assert epochs_at_kill[0] == 0 and epochs_at_kill[2] == 1, epochs_at_kill
     (run / ".checkpoint.pt.99999.tmp").write_bytes(b"torn")  # a killed save's, whatever the kills left
-    subprocess.run([sys.executable, "-m", "rpl", *map(str, TRAIN), "--out", run, "--resume"], env=CHILD_ENV,
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "rpl", *map(str, TRAIN), "--out", run, "--resume"],
+        env=CHILD_ENV,
+        check=True,
+        capture_output=True,
+    )
     assert straight.wait(timeout=600) == 0, (env / "straight.err").read_text()
     straight_err.close()
     a = torch.load(env / "straight" / "checkpoint.pt", weights_only=True)
@@ -497,10 +618,14 @@ def test_training_killed_at_three_points_resumes_to_the_uninterrupted_run(env):
         assert torch.equal(a["model"][k], b["model"][k]), k
     for k, state in a["optimizer"]["state"].items():
         assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][k]["momentum_buffer"]), k
-    assert [(e["epoch"], e["step"], e["loss"]) for e in _log(env / "straight")] == \
-        [(e["epoch"], e["step"], e["loss"]) for e in _log(run)]  # fmt: skip
-    assert _files(env / "straight") == _files(run) == {".train.lock", "config.json", "log.jsonl", "checkpoint.pt",
-                                                       "train.json"}  # fmt: skip
+    assert [(e["epoch"], e["step"], e["loss"]) for e in _log(env / "straight")] == [
+        (e["epoch"], e["step"], e["loss"]) for e in _log(run)
+    ]
+    assert (
+        _files(env / "straight")
+        == _files(run)
+        == {".train.lock", "config.json", "log.jsonl", "checkpoint.pt", "train.json"}
+    )
 
 
 @pytest.mark.faults
@@ -515,8 +640,10 @@ def test_two_trainings_into_one_folder(env):
     assert codes == [0, 1], results
     winner = next(p for p in procs if p.returncode == 0)
     err = next(r[1] for p, r in zip(procs, results) if p.returncode == 1)
-    assert err.strip() == (f"rpl train: {run}: another process (pid {winner.pid}) is training this run; wait for it "
-                           "to finish, or choose another --out"), err  # fmt: skip
+    assert err.strip() == (
+        f"rpl train: {run}: another process (pid {winner.pid}) is training this run; wait for it "
+        "to finish, or choose another --out"
+    ), err
     assert [(e["epoch"], e["step"]) for e in _log(run)] == [(0, 0), (0, 1)]
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert json.loads((run / "config.json").read_text())["epochs"] == 1

@@ -23,9 +23,7 @@ def test_equals_scikit_image_on_real_images(real_siftflow):
                 np.testing.assert_array_equal(felzenszwalb(x, k, sigma, min_size), ref(x, k, sigma, min_size))
 
 
-@pytest.mark.parametrize(
-    "shape", [(1, 1, 3), (1, 7, 3), (9, 1, 3), (2, 2, 3), (17, 23, 3), (40, 31, 1), (12, 12, 5)]
-)
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 7, 3), (9, 1, 3), (2, 2, 3), (17, 23, 3), (40, 31, 1), (12, 12, 5)])
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.filterwarnings("ignore:Got image with third dimension")  # scikit-image, 5 channels
 def test_equals_scikit_image_on_random_and_degenerate_images(shape, seed):
@@ -54,11 +52,19 @@ def test_rejects_2d_input():
         felzenszwalb(np.zeros((4, 4)), 1, 0, 1)
 
 
-@pytest.mark.parametrize("scale, sigma, min_size, match", [
-    (0, 0.8, 10, "scale"), (-5, 0.8, 10, "scale"), (float("nan"), 0.8, 10, "scale"), (100, -1, 10, "sigma"),
-    (100, float("nan"), 10, "sigma"), (100, float("inf"), 10, "sigma"), (100, 0.8, 0, "min_size"),
-    (100, 0.8, 2.5, "min_size"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "scale, sigma, min_size, match",
+    [
+        (0, 0.8, 10, "scale"),
+        (-5, 0.8, 10, "scale"),
+        (float("nan"), 0.8, 10, "scale"),
+        (100, -1, 10, "sigma"),
+        (100, float("nan"), 10, "sigma"),
+        (100, float("inf"), 10, "sigma"),
+        (100, 0.8, 0, "min_size"),
+        (100, 0.8, 2.5, "min_size"),
+    ],
+)
 def test_rejects_bad_parameters_naming_them(scale, sigma, min_size, match):
     with pytest.raises(ValueError, match=match):
         felzenszwalb(np.zeros((4, 4, 3), np.uint8), scale, sigma, min_size)

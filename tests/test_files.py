@@ -41,8 +41,12 @@ def test_remove_temporaries_removes_every_process_s_and_nothing_else(tmp_path):
 
 
 def _holder(path, seconds):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 

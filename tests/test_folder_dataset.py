@@ -99,16 +99,38 @@ def test_every_command_works_on_a_folder_and_a_run_works_without_it(tmp_path, ca
     root, cache, run = write_folder(tmp_path / "scenes"), tmp_path / "cache", tmp_path / "run"
     assert main(["check", str(root)]) == 0
     assert "4 train / 2 test images, 3 classes" in capsys.readouterr().out
-    assert main(["proposals", "--dataset", str(root), "--workers", "1", "--color-spaces", "rgb",
-                 "--cache", str(cache)]) == 0  # fmt: skip
+    assert (
+        main(["proposals", "--dataset", str(root), "--workers", "1", "--color-spaces", "rgb", "--cache", str(cache)])
+        == 0
+    )
     assert "4 computed" in capsys.readouterr().out
-    assert main(["train", "--preset", "quick", "--dataset", str(root), "--set", "weights=none", "--out", str(run),
-                 "--cache", str(cache)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "quick",
+                "--dataset",
+                str(root),
+                "--set",
+                "weights=none",
+                "--out",
+                str(run),
+                "--cache",
+                str(cache),
+            ]
+        )
+        == 0
+    )
     moved = root.rename(tmp_path / "elsewhere")  # predict needs the run alone
     env = {**os.environ, "RPL_CACHE": str(cache), "PYTHONPATH": os.pathsep.join(sys.path)}
     image = moved / "images" / "b.png"
-    done = subprocess.run([sys.executable, "-m", "rpl", "predict", str(run), str(image), "-o", str(tmp_path / "b.png"),
-                           "--size", "32"], env=env, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "rpl", "predict", str(run), str(image), "-o", str(tmp_path / "b.png"), "--size", "32"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "classes found:" in done.stdout and any(c in done.stdout.split("classes found:")[1] for c in CLASSES)
     labels = np.asarray(Image.open(tmp_path / "b.png"))
@@ -141,5 +163,21 @@ def test_the_frozen_preset_takes_images_of_several_sizes(tmp_path):
             torch.testing.assert_close(frozen[index, flip], expected)
             torch.testing.assert_close(again[index, flip], expected)
     run = tmp_path / "run"
-    assert main(["train", "--preset", "quick", "--dataset", str(root), "--set", "freeze_backbone=true", "--out",
-                 str(run), "--cache", str(tmp_path / "cache")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "quick",
+                "--dataset",
+                str(root),
+                "--set",
+                "freeze_backbone=true",
+                "--out",
+                str(run),
+                "--cache",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )

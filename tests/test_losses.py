@@ -30,8 +30,9 @@ def test_atom_loss_equals_per_pixel_loss_on_a_real_image(real_atoms, balanced, p
         return region_to_pixel(s, membership)
 
     atoms = atom_scores()
-    fast = pixel_loss(atoms, torch.from_numpy(regions.cell_labels), torch.from_numpy(regions.cell_areas),
-                      weights, probabilities)  # fmt: skip
+    fast = pixel_loss(
+        atoms, torch.from_numpy(regions.cell_labels), torch.from_numpy(regions.cell_areas), weights, probabilities
+    )
     cells = torch.from_numpy(regions.superpixels.ravel().astype(np.int64))
     brute = pixel_loss_per_pixel(atom_scores()[cells], torch.from_numpy(label.ravel()), weights, probabilities)
     torch.testing.assert_close(fast, brute)

@@ -27,9 +27,10 @@ def test_mobilenet_v2_at_output_stride_8(monkeypatch):
         mobilenet_v2(None, 32)
 
 
-@pytest.mark.parametrize("make, size, cell", [(lambda: mobilenet_v2(None), 768, 24),
-                                              (lambda: mobilenet_v2(None, 8), 576, 36),
-                                              (lambda: vgg16(None), 320, 10)])  # fmt: skip
+@pytest.mark.parametrize(
+    "make, size, cell",
+    [(lambda: mobilenet_v2(None), 768, 24), (lambda: mobilenet_v2(None, 8), 576, 36), (lambda: vgg16(None), 320, 10)],
+)
 def test_backbone_offset_is_where_its_cells_are_centred(make, size, cell):
     """Cell i's receptive field is centred on pixel offset + i·stride (what the pooling boxes
     and feature masks assume): measured from the input pixels that reach the cell."""
@@ -55,8 +56,9 @@ def test_resample_cells():
 
     x = torch.randn(2, 3, 16, 16)
     # VGG-16's centres are what F.interpolate(align_corners=False) assumes
-    torch.testing.assert_close(resample_cells(x, 16, 7.5, (256, 256)),
-                               torch.nn.functional.interpolate(x, size=(256, 256), mode="bilinear"))  # fmt: skip
+    torch.testing.assert_close(
+        resample_cells(x, 16, 7.5, (256, 256)), torch.nn.functional.interpolate(x, size=(256, 256), mode="bilinear")
+    )
     # a map holding each cell's centre coordinate resamples to the pixel coordinate
     for stride, offset in ((16, 0.0), (8, 0.0), (16, 7.5)):
         centres = (offset + stride * torch.arange(16.0)).view(1, 1, 1, 16).expand(1, 1, 5, 16)
@@ -159,8 +161,9 @@ def test_bin_masked_pooling_is_box_pooling_with_the_bins_zeroed(pooling):
     features = torch.randn(1, 320, 4, 4, dtype=torch.float64, requires_grad=True)
     model.double()
     blocks = (torch.arange(64)[:, None] // 16 * 4 + torch.arange(64)[None] // 16).numpy()  # 4x4 blocks of 16 px
-    regions = RegionSet.from_cells(blocks, [[0, 1, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15], [0, 5, 10, 15], [6],
-                                            list(range(16))])  # fmt: skip
+    regions = RegionSet.from_cells(
+        blocks, [[0, 1, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15], [0, 5, 10, 15], [6], list(range(16))]
+    )
     regions = regions.with_ground_truth(blocks.astype("int64") % 3 + 1)
     batch = model.region_batch(regions, features.shape[-2:])
     assert batch.bin_masks.shape == (len(regions), 7, 7) and not batch.bin_masks.all()

@@ -20,7 +20,9 @@ def identical(a, b) -> bool:
 
 
 def close(a, b):
-    torch.testing.assert_close(a, b, rtol=1e-12 if a.dtype == torch.float64 else 1e-6, atol=1e-12 if a.dtype == torch.float64 else 1e-6)
+    torch.testing.assert_close(
+        a, b, rtol=1e-12 if a.dtype == torch.float64 else 1e-6, atol=1e-12 if a.dtype == torch.float64 else 1e-6
+    )
 
 
 # --- free-form ROI pooling -------------------------------------------------------------------
@@ -59,8 +61,9 @@ def test_thousands_of_regions_equal_torchvision(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("kind", ["random", "ties", "empty bins", "one-cell regions", "whole image", "one region",
-                                  "nan", "-inf"])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind", ["random", "ties", "empty bins", "one-cell regions", "whole image", "one region", "nan", "-inf"]
+)
 @pytest.mark.parametrize("seed", range(3))
 def test_pool_equals_reference(device, kind, seed):
     features, boxes, masks = pool_case(kind, np.random.default_rng(seed))
@@ -208,8 +211,9 @@ def test_sparse_membership_is_read_by_its_values_and_checked(device):
     assert torch.equal(out, ref) and torch.equal(winners, ref_winners)
     assert winners.tolist() == [[0, 0], [2, 2], [-1, -1]]  # region 1 is no member of atom 0
     for bad_col in ([0, 1, 3], [0, -1, 2]):
-        bad = torch.sparse_csr_tensor(crow, torch.tensor(bad_col), torch.ones(3, dtype=torch.bool), (3, 3),
-                                      check_invariants=False).to(device)  # fmt: skip
+        bad = torch.sparse_csr_tensor(
+            crow, torch.tensor(bad_col), torch.ones(3, dtype=torch.bool), (3, 3), check_invariants=False
+        ).to(device)
         with pytest.raises(ValueError, match="column indices must be regions 0..2"):
             region_to_pixel(scores, bad)
     with pytest.raises(TypeError, match="bool"):

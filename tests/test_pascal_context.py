@@ -35,8 +35,11 @@ def test_official_mat_form_maps_459_to_59_by_name(tmp_path):
     ds = PascalContext("train", tmp_path)
     label = ds[0].label
     k = PASCAL_CONTEXT_CLASSES.index
-    expected = [[0, k("aeroplane") + 1, 0], [k("sky") + 1, k("table") + 1, 0],
-                [k("bedclothes") + 1, k("cloth") + 1, k("aeroplane") + 1]]  # fmt: skip
+    expected = [
+        [0, k("aeroplane") + 1, 0],
+        [k("sky") + 1, k("table") + 1, 0],
+        [k("bedclothes") + 1, k("cloth") + 1, k("aeroplane") + 1],
+    ]
     np.testing.assert_array_equal(label, expected)
     assert ds.num_classes == 59 and len(PascalContext("val", tmp_path)) == 0
 

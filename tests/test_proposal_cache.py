@@ -90,9 +90,14 @@ def test_workers_in_an_unguarded_script_fail_with_the_fix_instead_of_respawning(
         "from rpl.data import SiftFlow\nfrom rpl.proposals import ProposalCache\n"
         f"cache = ProposalCache(SiftFlow('train', {str(small / 'data')!r}), root={str(tmp_path / 'cache')!r})\n"
         "cache.build(('rgb',), workers=2, progress=False)\n"
-    )  # fmt: skip
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode != 0
     assert "if __name__ == '__main__':" in done.stderr and "RuntimeError: proposal workers died" in done.stderr
 

@@ -50,8 +50,9 @@ def test_feature_masks_match_brute_force(stride, shape, offset):
     regions = random_regions()
     masks = regions.masks()
     h, w = shape or (-(-37 // stride), -(-45 // stride))
-    np.testing.assert_array_equal(regions.feature_masks(stride, shape, offset),
-                                  brute_feature_masks(masks, stride, h, w, offset))  # fmt: skip
+    np.testing.assert_array_equal(
+        regions.feature_masks(stride, shape, offset), brute_feature_masks(masks, stride, h, w, offset)
+    )
 
 
 def test_feature_masks_real(real):
@@ -84,9 +85,11 @@ def test_no_region_pools_nothing(stride, offset, cells):
 
     shape = (2 * stride + 5, 3 * stride + 3)
     regions = thin_regions(shape)
-    feature_shape = {"ceil": (-(-shape[0] // stride), -(-shape[1] // stride)),  # MobileNetV2
-                     "floor": (shape[0] // stride, shape[1] // stride),  # VGG-16
-                     "ceil+1": (-(-shape[0] // stride) + 1, -(-shape[1] // stride) + 1)}[cells]
+    feature_shape = {
+        "ceil": (-(-shape[0] // stride), -(-shape[1] // stride)),  # MobileNetV2
+        "floor": (shape[0] // stride, shape[1] // stride),  # VGG-16
+        "ceil+1": (-(-shape[0] // stride) + 1, -(-shape[1] // stride) + 1),
+    }[cells]
     features = torch.ones(1, 1, *feature_shape)
 
     def pooled_nothing(alignment):

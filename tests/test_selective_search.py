@@ -26,9 +26,7 @@ def test_two_flat_blocks_give_the_expected_hierarchy():
 def test_similar_colours_merge_first():
     # red | almost red | blue: the two reds merge before anything touches the blue block
     image = blocks((250, 0, 0), (230, 0, 0), (0, 0, 255))
-    regions = selective_search(
-        image, k=1, sigma=0, min_size=1, strategies=("color-size-fill",), min_region_size=1
-    )
+    regions = selective_search(image, k=1, sigma=0, min_size=1, strategies=("color-size-fill",), min_region_size=1)
     cols = np.zeros((30, 60), int)
     cols[:, 20:40] = 1
     cols[:, 40:] = 2

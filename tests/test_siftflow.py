@@ -152,7 +152,12 @@ def test_check_reads_every_label_file_and_lists_the_bad_ones(tmp_path, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 7 and err[-1].startswith("rpl check: 6 bad files")
-    for name, what in (("coast_a", "label file missing"), ("forest_b", "cannot read label file"),
-                       ("coast_c", "cannot read label file"), ("forest_d", "outside 0..33"),
-                       ("coast_e", "no variable 'S'"), ("forest_f", "image file missing for label file")):  # fmt: skip
+    for name, what in (
+        ("coast_a", "label file missing"),
+        ("forest_b", "cannot read label file"),
+        ("coast_c", "cannot read label file"),
+        ("forest_d", "outside 0..33"),
+        ("coast_e", "no variable 'S'"),
+        ("forest_f", "image file missing for label file"),
+    ):
         assert any(name in line and what in line for line in err), (name, err)

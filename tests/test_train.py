@@ -29,9 +29,15 @@ def test_quick_train_and_evaluate(env, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model, options", [("baseline", []), ("fcn", []),
-                                            ("e2s2", ["regions=rectangles", "train_regions=boxes"]),
-                                            ("e2s2", ["regions=superpixels", "loss=unbalanced"])])  # fmt: skip
+@pytest.mark.parametrize(
+    "model, options",
+    [
+        ("baseline", []),
+        ("fcn", []),
+        ("e2s2", ["regions=rectangles", "train_regions=boxes"]),
+        ("e2s2", ["regions=superpixels", "loss=unbalanced"]),
+    ],
+)
 def test_other_models_and_variants_train(env, model, options):
     cfg = PRESETS["quick"].with_overrides([f"model={model}", "train_images=5", "test_images=2", *options])
     summary = train(cfg, env / "run", progress=False)
@@ -103,26 +109,46 @@ def test_overrides_are_typed_and_checked():
         cfg.with_overrides(["nonsense=1"])
     with pytest.raises(ValueError, match="pooling"):
         TrainConfig(pooling="round")
-    for bad, match in (("train_regions=pixels", "train_regions"), ("train_regions=boxes", "needs regions=rectangles"),
-                       ("proposal_iou=2", "proposal_iou"),
-                       ("output_stride=4", "output_stride"), ("mask=pixels", "mask"), ("alignment=off", "alignment"),
-                       ("dropout=1", "dropout")):  # fmt: skip
+    for bad, match in (
+        ("train_regions=pixels", "train_regions"),
+        ("train_regions=boxes", "needs regions=rectangles"),
+        ("proposal_iou=2", "proposal_iou"),
+        ("output_stride=4", "output_stride"),
+        ("mask=pixels", "mask"),
+        ("alignment=off", "alignment"),
+        ("dropout=1", "dropout"),
+    ):
         with pytest.raises(ValueError, match=match):
             cfg.with_overrides([bad])
 
 
-@pytest.mark.parametrize("bad, match", [
-    ("epochs=-1", r"epochs must be an integer >= 1, got -1"), ("epochs=0", "epochs must be"),
-    ("epochs=abc", r"epochs takes an integer, got 'abc'"), ("images_per_step=0", "images_per_step must be"),
-    ("images_per_step=-3", "images_per_step must be"), ("train_images=-5", "train_images must be"),
-    ("head=0", "head must be"), ("neck=-1", "neck must be"), ("lr=nan", "lr must be a finite number > 0"),
-    ("lr=inf", "lr must be a finite"), ("lr=0", "lr must be"), ("lr=x", "lr takes a number"),
-    ("head_lr_mult=-1", "head_lr_mult must be"), ("weight_decay=nan", "weight_decay must be"),
-    ("momentum=1", r"momentum must be in \[0, 1\)"), ("color_spaces=", "color_spaces must be"),
-    ("color_spaces=rgb,xyz", "color_spaces must be"), ("backbone=resnet", "backbone must be one of"),
-    ("flip=maybe", "flip takes true or false"), ("preset=bogus", "preset must be one of"),
-    ("seed=-2", "seed must be"), ("image_size=-1", "image_size must be"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("epochs=-1", r"epochs must be an integer >= 1, got -1"),
+        ("epochs=0", "epochs must be"),
+        ("epochs=abc", r"epochs takes an integer, got 'abc'"),
+        ("images_per_step=0", "images_per_step must be"),
+        ("images_per_step=-3", "images_per_step must be"),
+        ("train_images=-5", "train_images must be"),
+        ("head=0", "head must be"),
+        ("neck=-1", "neck must be"),
+        ("lr=nan", "lr must be a finite number > 0"),
+        ("lr=inf", "lr must be a finite"),
+        ("lr=0", "lr must be"),
+        ("lr=x", "lr takes a number"),
+        ("head_lr_mult=-1", "head_lr_mult must be"),
+        ("weight_decay=nan", "weight_decay must be"),
+        ("momentum=1", r"momentum must be in \[0, 1\)"),
+        ("color_spaces=", "color_spaces must be"),
+        ("color_spaces=rgb,xyz", "color_spaces must be"),
+        ("backbone=resnet", "backbone must be one of"),
+        ("flip=maybe", "flip takes true or false"),
+        ("preset=bogus", "preset must be one of"),
+        ("seed=-2", "seed must be"),
+        ("image_size=-1", "image_size must be"),
+    ],
+)
 def test_every_setting_is_checked_and_the_error_names_it(bad, match):
     with pytest.raises(ValueError, match=match):
         PRESETS["cpu"].with_overrides([bad])
@@ -207,8 +233,10 @@ def _damaged(kind: str, good: bytes, path) -> None:
 
 def test_a_damaged_checkpoint_is_named_not_a_traceback(env, capsys):
     run = env / "run"
-    assert main(["train", "--preset", "quick", "--set", "train_images=2", "--set", "test_images=1",
-                 "--out", str(run)]) == 0  # fmt: skip
+    assert (
+        main(["train", "--preset", "quick", "--set", "train_images=2", "--set", "test_images=1", "--out", str(run)])
+        == 0
+    )
     checkpoint = run / "checkpoint.pt"
     good = checkpoint.read_bytes()
     image = env / "x.png"
@@ -216,9 +244,23 @@ def test_a_damaged_checkpoint_is_named_not_a_traceback(env, capsys):
     (run / "train.json").unlink()  # so that --resume reads the checkpoint
     for kind in ("empty", "truncated", "random bytes", "foreign", "code"):
         _damaged(kind, good, checkpoint)
-        for argv in (["evaluate", str(run)], ["predict", str(run), str(image), "-o", str(env / "p.png")],
-                     ["train", "--preset", "quick", "--set", "train_images=2", "--set", "test_images=1", "--resume",
-                      "--out", str(run)], ["diagnose", str(run)]):  # fmt: skip
+        for argv in (
+            ["evaluate", str(run)],
+            ["predict", str(run), str(image), "-o", str(env / "p.png")],
+            [
+                "train",
+                "--preset",
+                "quick",
+                "--set",
+                "train_images=2",
+                "--set",
+                "test_images=1",
+                "--resume",
+                "--out",
+                str(run),
+            ],
+            ["diagnose", str(run)],
+        ):
             capsys.readouterr()
             assert main(argv) == 1, (kind, argv[0])
             err = capsys.readouterr().err
@@ -241,8 +283,9 @@ def test_predict_any_image(env, real_siftflow, capsys):
     labels = np.asarray(Image.open(env / "out" / "pred.png"))
     assert labels.shape == (150, 200) and 1 <= labels.min() <= labels.max() <= 33
     found = capsys.readouterr().out.split("classes found: ")[1].strip().split(", ")
-    assert [f.rsplit(" ", 1)[0] for f in found] == [SIFTFLOW_CLASSES[k - 1] for k, _ in sorted(
-        zip(*np.unique(labels, return_counts=True)), key=lambda kc: -kc[1])]  # fmt: skip
+    assert [f.rsplit(" ", 1)[0] for f in found] == [
+        SIFTFLOW_CLASSES[k - 1] for k, _ in sorted(zip(*np.unique(labels, return_counts=True)), key=lambda kc: -kc[1])
+    ]
     overlay = Image.open(env / "out" / "pred_overlay.png")  # image | prediction | labels + legend
     assert overlay.size[0] > 3 * overlay.size[1]
 
@@ -277,8 +320,9 @@ def test_head_epochs_train_the_head_on_cached_features_then_everything(env):
     has moved (trained on the frozen-feature cache); the second fine-tunes the backbone too."""
     from rpl.runs import build_model
 
-    cfg = PRESETS["quick"].with_overrides(["train_images=4", "test_images=2", "epochs=2", "lr_drop_epoch=2",
-                                           "head_epochs=1"])  # fmt: skip
+    cfg = PRESETS["quick"].with_overrides(
+        ["train_images=4", "test_images=2", "epochs=2", "lr_drop_epoch=2", "head_epochs=1"]
+    )
     train(cfg, env / "run", progress=False, keep_epochs=True)
     first = torch.load(env / "run" / "epochs" / "epoch001.pt", weights_only=True)["model"]
     last = torch.load(env / "run" / "epochs" / "epoch002.pt", weights_only=True)["model"]

@@ -15,7 +15,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
-    "Sample", "SegmentationDataset", "data_root", "read_image", "read_label_png", "check_label",
+    "Sample",
+    "SegmentationDataset",
+    "data_root",
+    "read_image",
+    "read_label_png",
+    "check_label",
 ]
 
 DATA_ENV = "RPL_DATA"
@@ -99,9 +104,7 @@ def read_label_png(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if im.mode not in ("L", "P", "I", "I;16"):
-                raise ValueError(
-                    f"label map {path} is a {im.mode} image; expected one channel of class indices"
-                )
+                raise ValueError(f"label map {path} is a {im.mode} image; expected one channel of class indices")
             return np.asarray(im).copy()
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"cannot read label map {path}: {e}") from e
@@ -115,9 +118,7 @@ def check_label(label: np.ndarray, num_classes: int, path: Path, shape=None) -> 
     """
     label = np.asarray(label)
     if label.ndim != 2:
-        raise ValueError(
-            f"label map {path} has shape {label.shape}; expected a 2-D map of class indices"
-        )
+        raise ValueError(f"label map {path} has shape {label.shape}; expected a 2-D map of class indices")
     if shape is not None and label.shape != tuple(shape):
         raise ValueError(f"label map {path} is {label.shape}, but its image is {tuple(shape)}")
     if label.dtype.kind == "f":
@@ -175,9 +176,7 @@ class SegmentationDataset(Sequence):
         """The ground truth of ``name`` alone (H×W int64), without decoding its image."""
         path = self.label_path(name)
         if not path.is_file():
-            raise FileNotFoundError(
-                f"label file missing for image {self.image_path(name)}: expected {path}"
-            )
+            raise FileNotFoundError(f"label file missing for image {self.image_path(name)}: expected {path}")
         return check_label(self._read_label(path), self.num_classes, path, shape)
 
     def problems(self) -> list[str]:

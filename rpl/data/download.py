@@ -118,14 +118,17 @@ def _download(archive: Archive, dest: Path, timeout: float, progress: bool) -> N
                 have = 0  # the server ignored the Range request: start over
             length = response.headers.get("Content-Length")
             total = have + int(length) if length is not None else archive.size
-            with open(part, "ab" if have else "wb") as f, tqdm(
-                total=total,
-                initial=have,
-                unit="B",
-                unit_scale=True,
-                desc=archive.filename,
-                disable=not progress,
-            ) as bar:
+            with (
+                open(part, "ab" if have else "wb") as f,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    desc=archive.filename,
+                    disable=not progress,
+                ) as bar,
+            ):
                 try:
                     while chunk := response.read(CHUNK):
                         f.write(chunk)
@@ -205,8 +208,7 @@ def fetch(
         return target
     if target.exists() and any(target.iterdir()):
         raise DownloadError(
-            f"{target} exists but has no {source.marker}: an incomplete copy? Move it away "
-            "and fetch again."
+            f"{target} exists but has no {source.marker}: an incomplete copy? Move it away and fetch again."
         )
     downloads = root / ".downloads"
     downloads.mkdir(parents=True, exist_ok=True)
@@ -218,9 +220,7 @@ def fetch(
                 _download(archive, dest, timeout, progress)
             except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
                 reason = getattr(e, "reason", e)
-                raise DownloadError(
-                    f"could not download {archive.url}: {reason}. {_by_hand(source, target)}"
-                ) from e
+                raise DownloadError(f"could not download {archive.url}: {reason}. {_by_hand(source, target)}") from e
         files.append(dest)
     staging = root / f".{source.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)

@@ -79,19 +79,18 @@ class ImageFolder(SegmentationDataset):
         for p in sorted(self.image_dir.iterdir()):
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
                 if p.stem in self._images:  # a.jpg and a.png: which one goes with a.png's labels?
-                    raise ValueError(f"images_dir: {self._images[p.stem].name} and {p.name} share the name "
-                                     f"{p.stem!r}; keep one image per label map")  # fmt: skip
+                    raise ValueError(
+                        f"images_dir: {self._images[p.stem].name} and {p.name} share the name "
+                        f"{p.stem!r}; keep one image per label map"
+                    )
                 self._images[p.stem] = p
         if not self._images:
-            raise FileNotFoundError(
-                f"images_dir: {self.image_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})"
-            )
+            raise FileNotFoundError(f"images_dir: {self.image_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         self.names = sorted(self._images)
         for name in self.names:
             if not self.label_path(name).is_file():
                 raise FileNotFoundError(
-                    f"label file missing for image {self._images[name]}: expected "
-                    f"{self.label_path(name)}"
+                    f"label file missing for image {self._images[name]}: expected {self.label_path(name)}"
                 )
 
     @classmethod
@@ -103,8 +102,10 @@ class ImageFolder(SegmentationDataset):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         classes_txt = root / "classes.txt"
         if not classes_txt.is_file():
-            raise FileNotFoundError(f"{root} is not a data set folder: expected {classes_txt} (one class name per "
-                                    "line), images/ and labels/")  # fmt: skip
+            raise FileNotFoundError(
+                f"{root} is not a data set folder: expected {classes_txt} (one class name per "
+                "line), images/ and labels/"
+            )
         classes = [line.strip() for line in classes_txt.read_text().splitlines() if line.strip()]
         ds = cls(root / "images", root / "labels", classes)
         ds.root, ds.split = root, split
@@ -115,8 +116,9 @@ class ImageFolder(SegmentationDataset):
                 wanted = [n.strip() for n in lists[split].read_text().splitlines() if n.strip()]
                 unknown = sorted(set(wanted) - set(ds.names))
                 if unknown:
-                    raise FileNotFoundError(f"{lists[split]} names {len(unknown)} images not in {root / 'images'}, "
-                                            f"e.g. {unknown[0]!r}")  # fmt: skip
+                    raise FileNotFoundError(
+                        f"{lists[split]} names {len(unknown)} images not in {root / 'images'}, e.g. {unknown[0]!r}"
+                    )
                 ds.names = sorted(set(wanted))
             elif lists["train" if split == "test" else "test"].is_file():
                 other = {n.strip() for n in lists["train" if split == "test" else "test"].read_text().splitlines()}
@@ -158,6 +160,7 @@ def _proposal_settings(path: Path) -> dict:
             continue
         integer = key in ("min_size", "min_region_size")
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or value < 0:
-            raise ValueError(f"{path}: {key} must be a non-negative {'integer' if integer else 'number'}, got "
-                             f"{value!r}")  # fmt: skip
+            raise ValueError(
+                f"{path}: {key} must be a non-negative {'integer' if integer else 'number'}, got {value!r}"
+            )
     return settings

@@ -32,14 +32,66 @@ from .base import SegmentationDataset, data_root, missing_dataset_error, read_la
 __all__ = ["PascalContext", "PASCAL_CONTEXT_CLASSES", "read_class_list"]
 
 PASCAL_CONTEXT_CLASSES = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "table", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor", "bag", "bed", "bench", "book", "building", "cabinet", "ceiling", "cloth",
-    "computer", "cup", "door", "fence", "floor", "flower", "food", "grass", "ground",
-    "keyboard", "light", "mountain", "mouse", "curtain", "platform", "sign", "plate", "road",
-    "rock", "shelves", "sidewalk", "sky", "snow", "bedclothes", "track", "tree", "truck",
-    "wall", "water", "window", "wood",
-]  # fmt: skip
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "table",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+    "bag",
+    "bed",
+    "bench",
+    "book",
+    "building",
+    "cabinet",
+    "ceiling",
+    "cloth",
+    "computer",
+    "cup",
+    "door",
+    "fence",
+    "floor",
+    "flower",
+    "food",
+    "grass",
+    "ground",
+    "keyboard",
+    "light",
+    "mountain",
+    "mouse",
+    "curtain",
+    "platform",
+    "sign",
+    "plate",
+    "road",
+    "rock",
+    "shelves",
+    "sidewalk",
+    "sky",
+    "snow",
+    "bedclothes",
+    "track",
+    "tree",
+    "truck",
+    "wall",
+    "water",
+    "window",
+    "wood",
+]
 
 _VOC = Path("VOCdevkit") / "VOC2010"
 
@@ -102,9 +154,7 @@ class PascalContext(SegmentationDataset):
         if self._official:
             labels_txt = r / "labels.txt"
             if not labels_txt.is_file():
-                raise FileNotFoundError(
-                    f"{labels_txt} missing: the 459-class list is needed to read {self.label_dir}"
-                )
+                raise FileNotFoundError(f"{labels_txt} missing: the 459-class list is needed to read {self.label_dir}")
             self._lut = self._full_to_59(read_class_list(labels_txt), labels_txt)
         ids = [s.strip() for s in split_file.read_text().split() if s.strip()]
         present = [i for i in ids if (self.image_dir / f"{i}.jpg").is_file()]
@@ -146,7 +196,5 @@ class PascalContext(SegmentationDataset):
             raise ValueError(f"label file {path} has no variable 'LabelMap'")
         label_map = np.asarray(label_map, dtype=np.int64)
         if label_map.size and (label_map.min() < 0 or label_map.max() >= len(self._lut)):
-            raise ValueError(
-                f"label file {path} holds LabelMap values outside 0..{len(self._lut) - 1}"
-            )
+            raise ValueError(f"label file {path} holds LabelMap values outside 0..{len(self._lut) - 1}")
         return self._lut[label_map]

@@ -45,8 +45,10 @@ def check_dataset(dataset: str) -> str:
         return dataset
     if is_dataset_folder(dataset):
         return str(Path(dataset).expanduser().resolve())
-    raise ValueError(f"dataset must be one of {tuple(DATASETS)} or a data set folder (holding classes.txt, images/ "
-                     f"and labels/), got {dataset!r}")  # fmt: skip
+    raise ValueError(
+        f"dataset must be one of {tuple(DATASETS)} or a data set folder (holding classes.txt, images/ "
+        f"and labels/), got {dataset!r}"
+    )
 
 
 def dataset_card(dataset: str) -> DatasetCard:

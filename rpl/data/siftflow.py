@@ -22,11 +22,40 @@ from .base import SegmentationDataset, data_root, missing_dataset_error
 __all__ = ["SiftFlow", "SIFTFLOW_CLASSES", "scene_category"]
 
 SIFTFLOW_CLASSES = [
-    "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow",
-    "crosswalk", "desert", "door", "fence", "field", "grass", "moon", "mountain", "person",
-    "plant", "pole", "river", "road", "rock", "sand", "sea", "sidewalk", "sign", "sky",
-    "staircase", "streetlight", "sun", "tree", "window",
-]  # fmt: skip
+    "awning",
+    "balcony",
+    "bird",
+    "boat",
+    "bridge",
+    "building",
+    "bus",
+    "car",
+    "cow",
+    "crosswalk",
+    "desert",
+    "door",
+    "fence",
+    "field",
+    "grass",
+    "moon",
+    "mountain",
+    "person",
+    "plant",
+    "pole",
+    "river",
+    "road",
+    "rock",
+    "sand",
+    "sea",
+    "sidewalk",
+    "sign",
+    "sky",
+    "staircase",
+    "streetlight",
+    "sun",
+    "tree",
+    "window",
+]
 
 _SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
 _TEST_LIST = "TestSet1.txt"
@@ -63,9 +92,7 @@ class SiftFlow(SegmentationDataset):
         self.label_dir = self.root / "SemanticLabels" / _SUBDIR
         test_list = self.root / _TEST_LIST
         if not (self.image_dir.is_dir() and test_list.is_file()):
-            raise missing_dataset_error(
-                "SIFT Flow", self.root, root, f"Images/{_SUBDIR}/ and {_TEST_LIST}"
-            )
+            raise missing_dataset_error("SIFT Flow", self.root, root, f"Images/{_SUBDIR}/ and {_TEST_LIST}")
         all_names = sorted(p.stem for p in self.image_dir.glob("*.jpg"))
         test_names = self._read_test_list(test_list, set(all_names))
         if split == "test":
@@ -82,8 +109,7 @@ class SiftFlow(SegmentationDataset):
             name = PureWindowsPath(line).stem  # backslashes in the official list
             if name not in available:
                 raise FileNotFoundError(
-                    f"{path}:{lineno} lists {line!r}, but {self.image_dir / (name + '.jpg')} "
-                    "does not exist"
+                    f"{path}:{lineno} lists {line!r}, but {self.image_dir / (name + '.jpg')} does not exist"
                 )
             names.add(name)
         return names
@@ -94,8 +120,11 @@ class SiftFlow(SegmentationDataset):
         found = super().problems()
         if self.split == "train":
             images = {p.stem for p in self.image_dir.glob("*.jpg")}
-            found += [f"image file missing for label file {p}: expected {self.image_path(p.stem)}"
-                      for p in sorted(self.label_dir.glob("*.mat")) if p.stem not in images]  # fmt: skip
+            found += [
+                f"image file missing for label file {p}: expected {self.image_path(p.stem)}"
+                for p in sorted(self.label_dir.glob("*.mat"))
+                if p.stem not in images
+            ]
         return found
 
     def image_path(self, name: str) -> Path:

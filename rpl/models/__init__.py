@@ -4,5 +4,14 @@ from .backbones import Backbone, mobilenet_v2, vgg16
 from .e2s2 import E2S2, ModelConfig, RegionBatch, RegionScores
 from .fcn import FCN, resample_cells
 
-__all__ = ["Backbone", "mobilenet_v2", "vgg16", "E2S2", "ModelConfig", "RegionBatch", "RegionScores", "FCN",
-           "resample_cells"]
+__all__ = [
+    "Backbone",
+    "mobilenet_v2",
+    "vgg16",
+    "E2S2",
+    "ModelConfig",
+    "RegionBatch",
+    "RegionScores",
+    "FCN",
+    "resample_cells",
+]

@@ -37,8 +37,16 @@ class Backbone(nn.Module):
     ImageNet fc6/fc7 weights for the region head, as the authors initialised theirs.
     """
 
-    def __init__(self, body: nn.Module, out_channels: int, stride: int, name: str, fc_init=None,
-                 skip: tuple[int, int] = (0, 0), offset: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        body: nn.Module,
+        out_channels: int,
+        stride: int,
+        name: str,
+        fc_init=None,
+        skip: tuple[int, int] = (0, 0),
+        offset: float = 0.0,
+    ):
         super().__init__()
         self.offset = offset
         # the skip (half the output stride) is centred as the output: padded convolutions on

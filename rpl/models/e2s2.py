@@ -58,9 +58,13 @@ class ModelConfig:
     alignment: str = "centred"
 
     def __post_init__(self):
-        for name, value, allowed in (("pooling", self.pooling, POOLINGS), ("combine", self.combine, COMBINES),
-                                     ("order", self.order, ORDERS), ("mask", self.mask, MASKS),
-                                     ("alignment", self.alignment, ALIGNMENTS)):  # fmt: skip
+        for name, value, allowed in (
+            ("pooling", self.pooling, POOLINGS),
+            ("combine", self.combine, COMBINES),
+            ("order", self.order, ORDERS),
+            ("mask", self.mask, MASKS),
+            ("alignment", self.alignment, ALIGNMENTS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
@@ -92,13 +96,25 @@ class RegionBatch:
         return RegionBatch(*(None if t is None else t.to(device) for t in values))
 
     @classmethod
-    def from_regions(cls, regions, stride: int, feature_shape, batch_index: int = 0, *, offset: float,
-                     bins=None, alignment: str = "centred") -> "RegionBatch":  # fmt: skip
+    def from_regions(
+        cls,
+        regions,
+        stride: int,
+        feature_shape,
+        batch_index: int = 0,
+        *,
+        offset: float,
+        bins=None,
+        alignment: str = "centred",
+    ) -> "RegionBatch":
         """The batch of a :class:`~rpl.proposals.RegionSet` on a stride-``stride`` feature map of
         ``feature_shape`` whose cell 0 is centred on pixel ``offset``; ``bins`` (oh, ow) also
         computes the box-relative bin masks; ``alignment`` as in :class:`ModelConfig`."""
         if alignment == "legacy":
-            boxes, masks = regions.boxes.astype(np.float64), regions.feature_masks(stride, feature_shape, (stride - 1) / 2)
+            boxes, masks = (
+                regions.boxes.astype(np.float64),
+                regions.feature_masks(stride, feature_shape, (stride - 1) / 2),
+            )
         else:
             boxes = regions.pooling_boxes(stride, feature_shape, offset)
             masks = regions.feature_masks(stride, feature_shape, offset)
@@ -147,7 +163,9 @@ class E2S2(nn.Module):
         if config.neck:
             self.neck = nn.Sequential(nn.Conv2d(channels, config.neck, 1), nn.ReLU(inplace=True))
             channels = config.neck
-        pooled = channels * POOLED[0] * POOLED[1] * (2 if config.pooling == "both" and config.combine == "separate" else 1)
+        pooled = (
+            channels * POOLED[0] * POOLED[1] * (2 if config.pooling == "both" and config.combine == "separate" else 1)
+        )
         self.head = _Head(pooled, config.head, config.dropout)
         self.classifier = nn.Linear(config.head, num_classes)
         nn.init.normal_(self.classifier.weight, std=0.01)  # the paper: new classifier ~ N(0, 0.01²)
@@ -167,8 +185,15 @@ class E2S2(nn.Module):
         """The :class:`RegionBatch` of a :class:`~rpl.proposals.RegionSet` on this model's
         feature map of ``feature_shape`` (h, w): its stride, cell centres and mask kind."""
         bins = POOLED if self.config.mask == "bins" and self.config.pooling != "box" else None
-        return RegionBatch.from_regions(regions, self.backbone.stride, feature_shape, batch_index,
-                                        offset=self.backbone.offset, bins=bins, alignment=self.config.alignment)  # fmt: skip
+        return RegionBatch.from_regions(
+            regions,
+            self.backbone.stride,
+            feature_shape,
+            batch_index,
+            offset=self.backbone.offset,
+            bins=bins,
+            alignment=self.config.alignment,
+        )
 
     def region_scores(self, features: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
         """S[R, C]: logits of every region."""

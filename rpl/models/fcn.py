@@ -14,8 +14,9 @@ from .e2s2 import ALIGNMENTS
 __all__ = ["FCN", "resample_cells"]
 
 
-def resample_cells(x: torch.Tensor, stride: float, offset: float, size, out_stride: float = 1.0,
-                   out_offset: float = 0.0) -> torch.Tensor:  # fmt: skip
+def resample_cells(
+    x: torch.Tensor, stride: float, offset: float, size, out_stride: float = 1.0, out_offset: float = 0.0
+) -> torch.Tensor:
     """Bilinear resampling of a map whose cell i is centred on pixel ``offset + i·stride`` onto a
     grid of ``size`` (h, w) cells centred on ``out_offset + j·out_stride`` (default: the image's
     pixels); beyond the outermost centres the border value holds.
@@ -25,6 +26,7 @@ def resample_cells(x: torch.Tensor, stride: float, offset: float, size, out_stri
     (VGG-16's unpadded pooling); MobileNetV2's padded stride-2 convolutions centre cell i on
     pixel ``i·stride`` instead (``Backbone.offset``).
     """
+
     def axis(n_in, n_out):  # float32 coordinates: bf16 holds integers exactly only up to 256
         u = (out_offset + out_stride * torch.arange(n_out, dtype=torch.float32, device=x.device) - offset) / stride
         return 2 * u / max(n_in - 1, 1) - 1 if n_in > 1 else torch.zeros_like(u)
@@ -69,8 +71,9 @@ class FCN(nn.Module):
             scores = self.score8(skip) + up(self.score16(deep), skip.shape[-2:])
             return up(scores, images.shape[-2:])
         skip_stride = b.stride // 2
-        scores = self.score8(skip) + resample_cells(self.score16(deep), b.stride, b.offset, skip.shape[-2:],
-                                                    skip_stride, b.skip_offset)  # fmt: skip
+        scores = self.score8(skip) + resample_cells(
+            self.score16(deep), b.stride, b.offset, skip.shape[-2:], skip_stride, b.skip_offset
+        )
         return resample_cells(scores, skip_stride, b.skip_offset, images.shape[-2:])
 
     @torch.no_grad()

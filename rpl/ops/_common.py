@@ -84,7 +84,9 @@ def check_pool_inputs(features, boxes, masks, output_size):
             f"cells inside each region), got {masks.dtype} {tuple(masks.shape)}"
         )
     if not (features.device == boxes.device == masks.device):
-        raise ValueError(f"features, boxes and masks must be on one device, got {features.device}, {boxes.device}, {masks.device}")
+        raise ValueError(
+            f"features, boxes and masks must be on one device, got {features.device}, {boxes.device}, {masks.device}"
+        )
     if len(output_size) != 2 or min(output_size) < 1:
         raise ValueError(f"output_size must be two positive integers, got {output_size}")
     if boxes.shape[0]:
@@ -115,5 +117,6 @@ def check_r2p_inputs(scores, membership):
     if sparse and membership.col_indices().numel():
         low, high = torch.stack(torch.aminmax(membership.col_indices())).tolist()  # one pass, one sync
         if low < 0 or high >= scores.shape[0]:
-            raise ValueError(f"membership's column indices must be regions 0..{scores.shape[0] - 1}, "
-                             f"got {low if low < 0 else high}")  # fmt: skip
+            raise ValueError(
+                f"membership's column indices must be regions 0..{scores.shape[0] - 1}, got {low if low < 0 else high}"
+            )

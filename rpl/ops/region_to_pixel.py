@@ -26,9 +26,14 @@ class _RegionToPixelFunction(torch.autograd.Function):
                 kernels = cuda_kernels()
                 a = kernels.as_array
                 kernels.region_to_pixel_forward(
-                    a(scores_c), a(indptr), a(indices), a(fill), a(out), a(winners),
+                    a(scores_c),
+                    a(indptr),
+                    a(indices),
+                    a(fill),
+                    a(out),
+                    a(winners),
                     stream=kernels.torch_stream(),
-                )  # fmt: skip
+                )
             else:
                 _cpu.region_to_pixel_forward(
                     scores_c.numpy(), indptr.numpy(), indices.numpy(), fill.item(), out.numpy(), winners.numpy()

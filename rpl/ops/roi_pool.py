@@ -26,14 +26,25 @@ class _FreeFormRoIPoolFunction(torch.autograd.Function):
                 kernels = cuda_kernels()
                 a = kernels.as_array
                 kernels.roi_pool_forward(
-                    a(features.contiguous()), a(batch), a(rows), a(cols), a(masks.contiguous()),
-                    a(out), a(argmax), stream=kernels.torch_stream(),
-                )  # fmt: skip
+                    a(features.contiguous()),
+                    a(batch),
+                    a(rows),
+                    a(cols),
+                    a(masks.contiguous()),
+                    a(out),
+                    a(argmax),
+                    stream=kernels.torch_stream(),
+                )
             else:
                 _cpu.roi_pool_forward(
-                    features.detach().permute(0, 2, 3, 1).contiguous().numpy(), batch.numpy(),
-                    rows.numpy(), cols.numpy(), masks.contiguous().numpy(), out.numpy(), argmax.numpy(),
-                )  # fmt: skip
+                    features.detach().permute(0, 2, 3, 1).contiguous().numpy(),
+                    batch.numpy(),
+                    rows.numpy(),
+                    cols.numpy(),
+                    masks.contiguous().numpy(),
+                    out.numpy(),
+                    argmax.numpy(),
+                )
         ctx.save_for_backward(argmax, batch)
         ctx.features_shape = (n, c, h, w)
         ctx.mark_non_differentiable(argmax)

@@ -54,6 +54,7 @@ class ProposalConfig:
         and PASCAL Context, a folder's ``proposals.json``), the defaults for the rest."""
         return cls(**getattr(dataset, "proposal_settings", {}))
 
+
 class ProposalCache:
     """Cached proposals of one data set.
 

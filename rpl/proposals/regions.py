@@ -81,18 +81,14 @@ class RegionSet:
         self.membership.eliminate_zeros()  # an explicitly stored False is no member (boxes, areas, cells)
         self.membership.sort_indices()
         if self.membership.shape[1] != num_cells:
-            raise ValueError(
-                f"membership has {self.membership.shape[1]} columns for {num_cells} cells"
-            )
+            raise ValueError(f"membership has {self.membership.shape[1]} columns for {num_cells} cells")
         if np.any(np.diff(self.membership.indptr) == 0):
             raise ValueError("every region must contain at least one cell")
         r = self.membership.shape[0]
         self.cell_labels = None if cell_labels is None else np.asarray(cell_labels, dtype=np.int64)
         if self.cell_labels is not None and self.cell_labels.shape != (num_cells,):
             raise ValueError(f"cell_labels must have shape ({num_cells},)")
-        self.is_ground_truth = (
-            np.zeros(r, dtype=bool) if is_ground_truth is None else np.asarray(is_ground_truth, bool)
-        )
+        self.is_ground_truth = np.zeros(r, dtype=bool) if is_ground_truth is None else np.asarray(is_ground_truth, bool)
         if self.is_ground_truth.shape != (r,):
             raise ValueError(f"is_ground_truth must have shape ({r},)")
         self.params = dict(params or {})
@@ -107,9 +103,7 @@ class RegionSet:
         indptr = np.concatenate([[0], np.cumsum([len(c) for c in regions])]).astype(np.int64)
         indices = np.concatenate(regions).astype(np.int64) if regions else np.zeros(0, np.int64)
         num_cells = int(np.max(superpixels)) + 1
-        membership = sp.csr_array(
-            (np.ones(len(indices), bool), indices, indptr), shape=(len(regions), num_cells)
-        )
+        membership = sp.csr_array((np.ones(len(indices), bool), indices, indptr), shape=(len(regions), num_cells))
         return cls(superpixels, membership, **kwargs)
 
     @classmethod
@@ -189,15 +183,17 @@ class RegionSet:
     def resampled(self, rows, cols) -> "RegionSet":
         """The same regions on another pixel grid: pixel (i, j) takes the cell of pixel
         (rows[i], cols[j]), e.g. a nearest-neighbour resize or, with reversed indices, a flip."""
-        return RegionSet(self.superpixels[np.ix_(rows, cols)], self.membership, self.cell_labels,
-                         self.is_ground_truth, self.params)  # fmt: skip
+        return RegionSet(
+            self.superpixels[np.ix_(rows, cols)], self.membership, self.cell_labels, self.is_ground_truth, self.params
+        )
 
     def with_params(self, params: dict) -> "RegionSet":
         self.params = dict(params)
         return self
 
-    def with_ground_truth(self, label, mode: str = "superpixels", min_inside: float = 0.5,
-                          segments=None) -> "RegionSet":  # fmt: skip
+    def with_ground_truth(
+        self, label, mode: str = "superpixels", min_inside: float = 0.5, segments=None
+    ) -> "RegionSet":
         """For training: add the ground-truth regions and split the cells into atoms.
 
         Ground-truth segments are the 8-connected components of each class
@@ -230,8 +226,10 @@ class RegionSet:
         if mode not in ("superpixels", "exact", "boxes"):
             raise ValueError(f"mode must be 'superpixels', 'exact' or 'boxes', got {mode!r}")
         if mode == "boxes" and self.params.get("kind") != "boxes":
-            raise ValueError("mode='boxes' adds boxes to purely rectangular regions (RegionSet.from_boxes), "
-                             f"not to regions of kind {self.params.get('kind', 'selective-search')!r}")  # fmt: skip
+            raise ValueError(
+                "mode='boxes' adds boxes to purely rectangular regions (RegionSet.from_boxes), "
+                f"not to regions of kind {self.params.get('kind', 'selective-search')!r}"
+            )
         label = np.asarray(label)
         components, count = self._segments(label, segments)
         cells, proposals = self.superpixels, self.membership
@@ -351,8 +349,10 @@ class RegionSet:
         when they would take more than ``max_bytes`` (2 GiB): use :meth:`subset` first."""
         need = len(self) * self.superpixels.size
         if need > max_bytes:
-            raise ValueError(f"masks() of {len(self)} regions on {self.shape[0]}×{self.shape[1]} pixels needs "
-                             f"{need / 2**30:.1f} GiB (max_bytes {max_bytes / 2**30:.1f} GiB): take a subset first")  # fmt: skip
+            raise ValueError(
+                f"masks() of {len(self)} regions on {self.shape[0]}×{self.shape[1]} pixels needs "
+                f"{need / 2**30:.1f} GiB (max_bytes {max_bytes / 2**30:.1f} GiB): take a subset first"
+            )
         return self.membership.toarray()[:, self.superpixels]
 
     def feature_masks(self, stride: int, shape=None, offset: float = 0.0) -> np.ndarray:
@@ -408,14 +408,14 @@ class RegionSet:
             inside = np.zeros(self.num_cells, dtype=np.float32)
             inside[self.cells(i)] = 1
             crop = torch.from_numpy(inside[self.superpixels[y1 : y2 + 1, x1 : x2 + 1]])[None, None]
-            out[i] = (F.interpolate(crop, size=(oh, ow), mode="bilinear", antialias=True, align_corners=False)[0, 0] > 0).numpy()
+            out[i] = (
+                F.interpolate(crop, size=(oh, ow), mode="bilinear", antialias=True, align_corners=False)[0, 0] > 0
+            ).numpy()
         return out
 
     def _region_boxes(self) -> np.ndarray:
         slices = ndimage.find_objects(self.superpixels + 1)
-        cell_boxes = np.array(
-            [(s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1) for s in slices], dtype=np.int64
-        )
+        cell_boxes = np.array([(s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1) for s in slices], dtype=np.int64)
         m = self.membership
         if len(self) == 0:
             return np.zeros((0, 4), dtype=np.int64)

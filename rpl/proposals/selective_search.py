@@ -95,8 +95,7 @@ class Hierarchy:
             region N + t.
     """
 
-    def __init__(self, image, color_space="rgb", strategy="color-texture-size-fill", k=100,
-                 sigma=0.8, min_size=None):  # fmt: skip
+    def __init__(self, image, color_space="rgb", strategy="color-texture-size-fill", k=100, sigma=0.8, min_size=None):
         features = _SuperpixelFeatures(image, color_space, k, sigma, min_size)
         self.superpixels = features.superpixels
         self.merges = features.group(_strategy_weights(strategy))
@@ -163,9 +162,7 @@ def _strategy_weights(strategy: str) -> tuple[float, float, float, float]:
     terms = strategy.split("-")
     unknown = set(terms) - set(SIMILARITIES)
     if unknown or len(set(terms)) != len(terms) or not terms:
-        raise ValueError(
-            f"strategy {strategy!r}: expected distinct terms from {SIMILARITIES} joined by '-'"
-        )
+        raise ValueError(f"strategy {strategy!r}: expected distinct terms from {SIMILARITIES} joined by '-'")
     return tuple(float(t in terms) for t in SIMILARITIES)
 
 

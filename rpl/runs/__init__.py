@@ -13,6 +13,25 @@ from .inference import evaluate, load_run, predict_labels, predict_sample, read_
 from .loop import RUN_LOCK, distributed, train
 from .prepare import load_dataset, prepare, training_images
 
-__all__ = ["TrainConfig", "PRESETS", "PRESET_NAMES", "REGION_KINDS", "LEGACY", "build_model", "config_differences",
-           "load_dataset", "training_images", "prepare", "FrozenFeatures", "train", "distributed", "RUN_LOCK",
-           "evaluate", "load_run", "read_checkpoint", "predict_labels", "predict_sample", "run_info"]  # fmt: skip
+__all__ = [
+    "TrainConfig",
+    "PRESETS",
+    "PRESET_NAMES",
+    "REGION_KINDS",
+    "LEGACY",
+    "build_model",
+    "config_differences",
+    "load_dataset",
+    "training_images",
+    "prepare",
+    "FrozenFeatures",
+    "train",
+    "distributed",
+    "RUN_LOCK",
+    "evaluate",
+    "load_run",
+    "read_checkpoint",
+    "predict_labels",
+    "predict_sample",
+    "run_info",
+]

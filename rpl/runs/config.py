@@ -30,13 +30,30 @@ TRAIN_REGIONS = ("superpixels", "exact", "boxes")
 
 
 # Settings only the region models read: an FCN run does not depend on them.
-REGION_SETTINGS = ("pooling", "combine", "order", "neck", "head", "dropout", "regions", "color_spaces", "mask",
-                   "train_regions", "proposal_iou")  # fmt: skip
+REGION_SETTINGS = (
+    "pooling",
+    "combine",
+    "order",
+    "neck",
+    "head",
+    "dropout",
+    "regions",
+    "color_spaces",
+    "mask",
+    "train_regions",
+    "proposal_iou",
+)
 
 
 # What a run saved before these settings existed was trained with (read by load_run).
-LEGACY = {"alignment": "legacy", "train_regions": "exact", "proposal_iou": 0.0, "mask": "cells", "output_stride": 16,
-          "dropout": 0.5}  # fmt: skip
+LEGACY = {
+    "alignment": "legacy",
+    "train_regions": "exact",
+    "proposal_iou": 0.0,
+    "mask": "cells",
+    "output_stride": 16,
+    "dropout": 0.5,
+}
 
 
 @dataclass
@@ -89,8 +106,10 @@ class TrainConfig:
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if not self.color_spaces or any(c not in COLOR_SPACES for c in self.color_spaces):
-            raise ValueError(f"color_spaces must be a comma-separated subset of {','.join(COLOR_SPACES)}, "
-                             f"got {','.join(self.color_spaces)!r}")  # fmt: skip
+            raise ValueError(
+                f"color_spaces must be a comma-separated subset of {','.join(COLOR_SPACES)}, "
+                f"got {','.join(self.color_spaces)!r}"
+            )
         self.dataset = check_dataset(self.dataset)  # a data set folder as its absolute path
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
@@ -103,8 +122,9 @@ class TrainConfig:
         if self.train_regions not in TRAIN_REGIONS:
             raise ValueError(f"train_regions must be one of {TRAIN_REGIONS}, got {self.train_regions!r}")
         if self.train_regions == "boxes" and self.regions != "rectangles":
-            raise ValueError(f"train_regions=boxes needs regions=rectangles (purely rectangular), got "
-                             f"regions={self.regions}")  # fmt: skip
+            raise ValueError(
+                f"train_regions=boxes needs regions=rectangles (purely rectangular), got regions={self.regions}"
+            )
         if not 0 <= self.proposal_iou <= 1:
             raise ValueError(f"proposal_iou must be in [0, 1] (0: keep every proposal), got {self.proposal_iou!r}")
         if self.output_stride not in (8, 16) or (self.backbone == "vgg16" and self.output_stride != 16):
@@ -117,18 +137,31 @@ class TrainConfig:
             raise ValueError("freeze_backbone is for the region models, not model=fcn: a frozen FCN is a linear probe")
         if self.freeze_backbone and self.weights == "none":
             raise ValueError("freeze_backbone needs weights=imagenet: a frozen random backbone differs per seed")
-        if self.head_epochs and (self.model == "fcn" or self.freeze_backbone or self.weights == "none"
-                                 or self.head_epochs >= self.epochs):  # fmt: skip
-            raise ValueError(f"head_epochs={self.head_epochs}: the first epochs of a region model that then fine-tunes "
-                             "its ImageNet backbone, fewer than epochs (not with model=fcn, freeze_backbone or "
-                             "weights=none)")  # fmt: skip
+        if self.head_epochs and (
+            self.model == "fcn" or self.freeze_backbone or self.weights == "none" or self.head_epochs >= self.epochs
+        ):
+            raise ValueError(
+                f"head_epochs={self.head_epochs}: the first epochs of a region model that then fine-tunes "
+                "its ImageNet backbone, fewer than epochs (not with model=fcn, freeze_backbone or "
+                "weights=none)"
+            )
         self.color_spaces = tuple(self.color_spaces)
         self.model_config()  # validates pooling/combine/order
 
     def _check_numbers(self) -> None:
         """Every numeric setting in its range; the error names the key, the value and the range."""
-        at_least = {"epochs": 1, "images_per_step": 1, "head": 1, "lr_drop_epoch": 0, "train_images": 0,
-                    "test_images": 0, "image_size": 0, "neck": 0, "seed": 0, "head_epochs": 0}  # fmt: skip
+        at_least = {
+            "epochs": 1,
+            "images_per_step": 1,
+            "head": 1,
+            "lr_drop_epoch": 0,
+            "train_images": 0,
+            "test_images": 0,
+            "image_size": 0,
+            "neck": 0,
+            "seed": 0,
+            "head_epochs": 0,
+        }
         for key, low in at_least.items():
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -136,7 +169,12 @@ class TrainConfig:
         for key in ("lr", "head_lr_mult", "weight_decay", "momentum"):
             value = getattr(self, key)
             positive = key in ("lr", "head_lr_mult")
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+            if (
+                not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+                or (positive and value == 0)
+            ):
                 raise ValueError(f"{key} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
@@ -148,10 +186,19 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         if self.model == "baseline":  # Fig. 2b: box pooling, region loss, Eq. 1 at test time
-            return ModelConfig("box", self.combine, "softmax-max", self.neck, self.head, self.dropout,
-                               alignment=self.alignment)  # fmt: skip
-        return ModelConfig(self.pooling, self.combine, self.order, self.neck, self.head, self.dropout, mask=self.mask,
-                           alignment=self.alignment)  # fmt: skip
+            return ModelConfig(
+                "box", self.combine, "softmax-max", self.neck, self.head, self.dropout, alignment=self.alignment
+            )
+        return ModelConfig(
+            self.pooling,
+            self.combine,
+            self.order,
+            self.neck,
+            self.head,
+            self.dropout,
+            mask=self.mask,
+            alignment=self.alignment,
+        )
 
     def with_overrides(self, pairs) -> "TrainConfig":
         """Apply ``key=value`` strings (``--set``), parsed by each field's type."""
@@ -170,8 +217,9 @@ class TrainConfig:
                 try:
                     changes[key] = int(value) if kind == "int" else float(value)
                 except ValueError:
-                    raise ValueError(f"--set {pair!r}: {key} takes {'an integer' if kind == 'int' else 'a number'}, "
-                                     f"got {value!r}") from None  # fmt: skip
+                    raise ValueError(
+                        f"--set {pair!r}: {key} takes {'an integer' if kind == 'int' else 'a number'}, got {value!r}"
+                    ) from None
             elif kind == "tuple":
                 changes[key] = tuple(v for v in value.split(",") if v)
             else:
@@ -181,8 +229,17 @@ class TrainConfig:
 
 PRESETS = {
     # CI and the notebooks' quick mode: a handful of images, one epoch, minutes.
-    "quick": TrainConfig(preset="quick", neck=32, head=64, epochs=1, lr_drop_epoch=1, images_per_step=5,
-                         color_spaces=("rgb",), train_images=10, test_images=5),  # fmt: skip
+    "quick": TrainConfig(
+        preset="quick",
+        neck=32,
+        head=64,
+        epochs=1,
+        lr_drop_epoch=1,
+        images_per_step=5,
+        color_spaces=("rgb",),
+        train_images=10,
+        test_images=5,
+    ),
     # The default: ImageNet MobileNetV2 at stride 16 on real SIFT Flow, 2 CPU cores; the paper's
     # model (region + box pooling, separate weights: Table 4's best row).
     "cpu": TrainConfig(preset="cpu", pooling="both", combine="separate"),
@@ -195,8 +252,18 @@ PRESETS = {
     "ablation": TrainConfig(preset="ablation", freeze_backbone=True, epochs=10, lr_drop_epoch=7),
     # The paper: VGG-16, longer side 600 px, 30 epochs (20 at 1e-3, 10 at 1e-4), region + box
     # pooling with separate weights, fc6/fc7 from ImageNet.
-    "paper": TrainConfig(preset="paper", backbone="vgg16", pooling="both", combine="separate", neck=0,
-                         head=4096, epochs=30, lr_drop_epoch=20, head_lr_mult=1.0, image_size=600),  # fmt: skip
+    "paper": TrainConfig(
+        preset="paper",
+        backbone="vgg16",
+        pooling="both",
+        combine="separate",
+        neck=0,
+        head=4096,
+        epochs=30,
+        lr_drop_epoch=20,
+        head_lr_mult=1.0,
+        image_size=600,
+    ),
 }
 
 
@@ -207,8 +274,9 @@ def config_differences(saved: dict, cfg: TrainConfig) -> str:
     with) or the defaults; an FCN's region settings do not count."""
     old = dataclasses.asdict(TrainConfig(**{**LEGACY, **saved}))
     now = dataclasses.asdict(cfg)
-    return ", ".join(f"{k}: {old[k]} -> {now[k]}" for k in now
-                     if old[k] != now[k] and (cfg.uses_regions or k not in REGION_SETTINGS))  # fmt: skip
+    return ", ".join(
+        f"{k}: {old[k]} -> {now[k]}" for k in now if old[k] != now[k] and (cfg.uses_regions or k not in REGION_SETTINGS)
+    )
 
 
 def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):

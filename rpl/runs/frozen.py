@@ -66,8 +66,10 @@ class FrozenFeatures:
                     image = prepare(sample, None, cfg, flip, training=False)[0]
                     out = backbone(image.to(device))[0].cpu().numpy()
                     if out.shape != shapes[index]:
-                        raise ValueError(f"{sample.name}: features {out.shape}, expected {shapes[index]} from the "
-                                         f"size of {dataset.image_path(sample.name)}")  # fmt: skip
+                        raise ValueError(
+                            f"{sample.name}: features {out.shape}, expected {shapes[index]} from the "
+                            f"size of {dataset.image_path(sample.name)}"
+                        )
                     array[index, int(flip), :, : out.shape[1], : out.shape[2]] = out
             array.flush()
             del array

@@ -31,8 +31,9 @@ def predict_labels(model, image: torch.Tensor, regions: RegionSet | None) -> tor
         return model.predict(image, regions).cpu()
 
 
-def predict_sample(model, cfg: TrainConfig, sample, cache: ProposalCache, device="cpu",
-                   ground_truth: bool = False) -> np.ndarray:  # fmt: skip
+def predict_sample(
+    model, cfg: TrainConfig, sample, cache: ProposalCache, device="cpu", ground_truth: bool = False
+) -> np.ndarray:
     """Label map (int[H, W], 1..C) of a data set sample at its own resolution, with the RGB
     proposals of ``cache`` for region models (as at test time in the paper); ``ground_truth``
     adds the sample's ground-truth regions to them (a diagnosis, not a test)."""
@@ -47,14 +48,17 @@ def predict_sample(model, cfg: TrainConfig, sample, cache: ProposalCache, device
 def resize_labels(labels: np.ndarray, shape) -> np.ndarray:
     """A label map resized to ``shape`` (h, w) by nearest neighbour, any number of classes."""
     return np.asarray(Image.fromarray(labels.astype(np.int32)).resize(tuple(shape)[::-1], Image.NEAREST)).astype(
-        np.int64)  # fmt: skip
+        np.int64
+    )
 
 
 def check_classes(recorded, dataset) -> None:
     """ValueError unless the run's ``recorded`` class names are ``dataset``'s, in order."""
     if recorded is not None and list(recorded) != list(dataset.classes):
-        raise ValueError(f"the run was trained on the classes {list(recorded)}, but its data set now has "
-                         f"{list(dataset.classes)}: restore the data set's classes, or train a new run")  # fmt: skip
+        raise ValueError(
+            f"the run was trained on the classes {list(recorded)}, but its data set now has "
+            f"{list(dataset.classes)}: restore the data set's classes, or train a new run"
+        )
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -68,12 +72,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError... by the fault
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path} is not a readable checkpoint ({reason[:120]}): truncated, or not written by "
-                         "`python -m rpl train`; retrain the run or restore the file") from None  # fmt: skip
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({reason[:120]}): truncated, or not written by "
+            "`python -m rpl train`; retrain the run or restore the file"
+        ) from None
     missing = {"model", "optimizer", "epoch", "config"} - (set(state) if isinstance(state, dict) else set())
     if missing:
-        raise ValueError(f"{path} is not an rpl checkpoint (no {', '.join(sorted(missing))}); "
-                         "retrain the run or restore the file")  # fmt: skip
+        raise ValueError(
+            f"{path} is not an rpl checkpoint (no {', '.join(sorted(missing))}); retrain the run or restore the file"
+        )
     return state
 
 
@@ -117,9 +124,17 @@ def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None
     return model.eval(), cfg
 
 
-def evaluate(run: str | os.PathLike, split: str = "test", data_root=None, cache_root=None,
-             progress: bool = True, device: str = "cpu", images: int | None = None,
-             ground_truth: bool = False, checkpoint: str | os.PathLike | None = None) -> dict:  # fmt: skip
+def evaluate(
+    run: str | os.PathLike,
+    split: str = "test",
+    data_root=None,
+    cache_root=None,
+    progress: bool = True,
+    device: str = "cpu",
+    images: int | None = None,
+    ground_truth: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+) -> dict:
     """Global / class-average accuracy and mean IoU on all pixels and on 4-px boundaries, per-class
     accuracies; returned and, for the run's own test evaluation, written to ``run/metrics.json``.
 

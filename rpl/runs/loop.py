@@ -44,8 +44,9 @@ def _loss(model, cfg: TrainConfig, features, label, regions, class_weights):
     if cfg.model == "baseline":
         labels = torch.from_numpy(losses.region_labels(regions, label)).to(features.device)
         return losses.region_loss(out.logits, labels)
-    return losses.pixel_loss(out.atoms, out.batch.atom_labels, out.batch.atom_pixels, weights,
-                             probabilities=cfg.order == "softmax-max")  # fmt: skip
+    return losses.pixel_loss(
+        out.atoms, out.batch.atom_labels, out.batch.atom_pixels, weights, probabilities=cfg.order == "softmax-max"
+    )
 
 
 def _step_features(model, cfg: TrainConfig, images, cached):
@@ -112,8 +113,16 @@ def _barrier(world: int) -> None:
         torch.distributed.barrier()
 
 
-def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, data_root=None,
-          cache_root=None, progress: bool = True, device: str = "cpu", keep_epochs: bool = False) -> dict:  # fmt: skip
+def train(
+    cfg: TrainConfig,
+    out: str | os.PathLike,
+    resume: bool = False,
+    data_root=None,
+    cache_root=None,
+    progress: bool = True,
+    device: str = "cpu",
+    keep_epochs: bool = False,
+) -> dict:
     """Train a model; returns the summary written to ``out/train.json``. ``keep_epochs`` also
     keeps every epoch's checkpoint, as ``out/epochs/epoch<n>.pt`` (for a learning curve:
     :func:`rpl.diagnostics.learning_curve`).
@@ -163,13 +172,16 @@ def _lock_run(out: Path) -> FileLock:
     FileExistsError if another process holds it."""
     lock = FileLock(out / RUN_LOCK)
     if not lock.acquire():
-        raise FileExistsError(f"{out}: another process (pid {lock.holder()}) is training this run; wait for it to "
-                              "finish, or choose another --out")  # fmt: skip
+        raise FileExistsError(
+            f"{out}: another process (pid {lock.holder()}) is training this run; wait for it to "
+            "finish, or choose another --out"
+        )
     return lock
 
 
-def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, device, keep_epochs, rank,
-           world) -> dict:  # fmt: skip
+def _train(
+    cfg, out: Path, held: bool, resume, data_root, cache_root, progress, device, keep_epochs, rank, world
+) -> dict:
     checkpoint = out / "checkpoint.pt"
     if held and not resume:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
@@ -196,8 +208,10 @@ def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, 
     old = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     optimizer = torch.optim.SGD(
         [{"params": old, "lr": cfg.lr}, {"params": new, "lr": cfg.lr * cfg.head_lr_mult}],
-        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-    )  # fmt: skip
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+    )
     start_epoch, seconds = 0, 0.0
     log_path = out / "log.jsonl"
     if resume and checkpoint.exists():
@@ -220,8 +234,11 @@ def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, 
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        step_module = DistributedDataParallel(step_module, device_ids=[device] if device.startswith("cuda") else None,
-                                              find_unused_parameters=cfg.head_epochs > 0)  # fmt: skip
+        step_module = DistributedDataParallel(
+            step_module,
+            device_ids=[device] if device.startswith("cuda") else None,
+            find_unused_parameters=cfg.head_epochs > 0,
+        )
     n = len(dataset.names)
     for epoch in range(start_epoch, cfg.epochs):
         factor = 1.0 if epoch < cfg.lr_drop_epoch else 0.1
@@ -268,24 +285,48 @@ def _train(cfg, out: Path, held: bool, resume, data_root, cache_root, progress, 
             rate = done / (time.monotonic() - started)
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", img_s=f"{rate:.2f}")
             if log is not None:
-                log.write(json.dumps({"epoch": epoch, "step": step_start // cfg.images_per_step,
-                                      "loss": step_loss.item(), "images_per_s": rate,
-                                      "lr": optimizer.param_groups[0]["lr"]}) + "\n")  # fmt: skip
+                log.write(
+                    json.dumps(
+                        {
+                            "epoch": epoch,
+                            "step": step_start // cfg.images_per_step,
+                            "loss": step_loss.item(),
+                            "images_per_s": rate,
+                            "lr": optimizer.param_groups[0]["lr"],
+                        }
+                    )
+                    + "\n"
+                )
                 log.flush()
         if log is not None:
             log.close()
         bar.close()
         seconds += time.monotonic() - started
         if rank == 0:
-            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                          "seconds": seconds, "config": dataclasses.asdict(cfg), **describe_dataset(dataset)}, checkpoint)
+            _atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch + 1,
+                    "seconds": seconds,
+                    "config": dataclasses.asdict(cfg),
+                    **describe_dataset(dataset),
+                },
+                checkpoint,
+            )
             if keep_epochs:  # a second name for this epoch's file: the next save replaces only the first
                 kept = out / "epochs" / f"epoch{epoch + 1:03d}.pt"
                 kept.parent.mkdir(exist_ok=True)
                 kept.unlink(missing_ok=True)
                 os.link(checkpoint, kept)
-    summary = {"config": dataclasses.asdict(cfg), "train_images": n, "epochs": cfg.epochs, "ranks": world,
-               "train_seconds": seconds, "images_per_s": n * cfg.epochs / max(seconds, 1e-9)}  # fmt: skip
+    summary = {
+        "config": dataclasses.asdict(cfg),
+        "train_images": n,
+        "epochs": cfg.epochs,
+        "ranks": world,
+        "train_seconds": seconds,
+        "images_per_s": n * cfg.epochs / max(seconds, 1e-9),
+    }
     if rank == 0:
         write_json(out / "train.json", summary)
     _barrier(world)

@@ -52,8 +52,9 @@ def _resize(image, label, regions: RegionSet | None, size: int):
     return image, label[rows][:, cols], regions
 
 
-def prepare(sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, training: bool,
-            ground_truth: bool | None = None):  # fmt: skip
+def prepare(
+    sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, training: bool, ground_truth: bool | None = None
+):
     """(image tensor [1, 3, H, W], label [H, W], RegionSet or None) for one image, as the model
     sees it (FCN runs without regions)."""
     image, label = sample.image, sample.label

@@ -25,17 +25,23 @@ def run_pool_kernels(features, boxes, masks, output_size=(3, 3)):
     out = cuda.to_device(np.zeros((k, c, *output_size), features.numpy().dtype))
     argmax = cuda.to_device(np.zeros((k, c, *output_size), np.int32))
     _cuda.roi_pool_forward(
-        cuda.to_device(features.numpy()), cuda.to_device(batch), cuda.to_device(rows.numpy()),
-        cuda.to_device(cols.numpy()), cuda.to_device(masks.numpy().view(np.uint8)), out, argmax,
-    )  # fmt: skip
+        cuda.to_device(features.numpy()),
+        cuda.to_device(batch),
+        cuda.to_device(rows.numpy()),
+        cuda.to_device(cols.numpy()),
+        cuda.to_device(masks.numpy().view(np.uint8)),
+        out,
+        argmax,
+    )
     grad_out = np.random.default_rng(0).normal(size=(k, c, *output_size)).astype(features.numpy().dtype)
     grad_in = cuda.to_device(np.zeros((n, c, h * w), grad_out.dtype))
     _cuda.roi_pool_backward(cuda.to_device(grad_out), argmax, cuda.to_device(batch), grad_in)
     return out.copy_to_host(), argmax.copy_to_host(), grad_in.copy_to_host().reshape(n, c, h, w), grad_out
 
 
-@pytest.mark.parametrize("kind", ["random", "ties", "empty bins", "one-cell regions", "whole image", "one region",
-                                  "nan", "-inf"])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind", ["random", "ties", "empty bins", "one-cell regions", "whole image", "one region", "nan", "-inf"]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_roi_pool_kernels(kind, dtype):
     features, boxes, masks = pool_case(kind, np.random.default_rng(1), dtype)
@@ -45,8 +51,15 @@ def test_roi_pool_kernels(kind, dtype):
     rows, cols = roi_bins(boxes, (3, 3), 1 / 16, *features.shape[2:])
     cpu_out, cpu_argmax = np.zeros_like(out), np.zeros_like(argmax)
     batch = boxes[:, 0].long().numpy()
-    _cpu.roi_pool_forward(features.permute(0, 2, 3, 1).contiguous().numpy(), batch, rows.numpy(),
-                          cols.numpy(), masks.numpy(), cpu_out, cpu_argmax)  # fmt: skip
+    _cpu.roi_pool_forward(
+        features.permute(0, 2, 3, 1).contiguous().numpy(),
+        batch,
+        rows.numpy(),
+        cols.numpy(),
+        masks.numpy(),
+        cpu_out,
+        cpu_argmax,
+    )
     np.testing.assert_array_equal(out, cpu_out)
     np.testing.assert_array_equal(argmax, cpu_argmax)
     ref = reference.free_form_roi_pool(features, boxes, masks, (3, 3))
@@ -69,8 +82,14 @@ def test_region_to_pixel_kernels(kind, dtype):
     out = cuda.to_device(np.zeros((a, c), scores.numpy().dtype))
     winners = cuda.to_device(np.zeros((a, c), np.int64))
     fill = scores.min().reshape(1).numpy()
-    _cuda.region_to_pixel_forward(cuda.to_device(scores.numpy()), cuda.to_device(indptr.numpy()),
-                                  cuda.to_device(indices.numpy()), cuda.to_device(fill), out, winners)  # fmt: skip
+    _cuda.region_to_pixel_forward(
+        cuda.to_device(scores.numpy()),
+        cuda.to_device(indptr.numpy()),
+        cuda.to_device(indices.numpy()),
+        cuda.to_device(fill),
+        out,
+        winners,
+    )
     ref, ref_winners = reference.region_to_pixel(scores, member, return_winners=True)
     np.testing.assert_array_equal(out.copy_to_host(), ref.numpy())
     np.testing.assert_array_equal(winners.copy_to_host(), ref_winners.numpy())
