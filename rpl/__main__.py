@@ -135,7 +135,9 @@ def _evaluate(args) -> int:
     from .provenance import provenance
     from .runs import evaluate
 
-    metrics = evaluate(args.run, args.split, data_root=args.root, cache_root=args.cache, device=args.device)
+    metrics = evaluate(
+        args.run, args.split, data_root=args.root, cache_root=args.cache, device=args.device, dataset=args.dataset
+    )
     for part in ("all", "boundary"):
         m = metrics[part]
         print(
@@ -356,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", help="run folder written by `train`")
     ev.add_argument("--split", default="test", choices=["train", "test"])
     ev.add_argument("--results", help="also write the metrics with provenance to this JSON file")
+    ev.add_argument(
+        "--dataset",
+        type=_dataset,
+        help="evaluate on this data set (a name or a folder with the run's classes) "
+        "instead of the one the run was trained on, e.g. its folder moved",
+    )
     _add_locations(ev)
     ev.set_defaults(handler=_evaluate)
     pr = commands.add_parser("predict", help="label any image with a trained run")

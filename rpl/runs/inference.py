@@ -134,6 +134,7 @@ def evaluate(
     images: int | None = None,
     ground_truth: bool = False,
     checkpoint: str | os.PathLike | None = None,
+    dataset: str | None = None,
 ) -> dict:
     """Global / class-average accuracy and mean IoU on all pixels and on 4-px boundaries, per-class
     accuracies; returned and, for the run's own test evaluation, written to ``run/metrics.json``.
@@ -141,9 +142,15 @@ def evaluate(
     ``images``: evenly spaced images of the split (default: the run's ``test_images`` on the test
     split, 0 = all), on the training split taken from the images the run trained on;
     ``ground_truth``: add each image's ground-truth regions to its proposals (a diagnosis);
-    ``checkpoint``: a kept epoch's file (``train(keep_epochs=True)``) instead of the last.
-    Other splits, image counts or checkpoints than the run's own test evaluation write no file."""
+    ``checkpoint``: a kept epoch's file (``train(keep_epochs=True)``) instead of the last;
+    ``dataset``: another data set with the run's classes (a name or a folder: the run's own
+    folder moved, or new images labelled alike) instead of the one the run names.
+    Other splits, image counts, checkpoints or data sets than the run's own test evaluation write
+    no file."""
     model, cfg = load_run(run, checkpoint)
+    own = dataset is None
+    if not own:
+        cfg = dataclasses.replace(cfg, dataset=dataset)
     model.to(device)
     info = run_info(run)
     dataset = training_images(cfg, data_root) if split == "train" else load_dataset(cfg, split, data_root)
@@ -167,6 +174,6 @@ def evaluate(
     }
     if ground_truth and cfg.uses_regions:
         metrics["ground_truth_regions"] = True
-    if split == "test" and images is None and not ground_truth and checkpoint is None:
+    if split == "test" and images is None and not ground_truth and checkpoint is None and own:
         write_json(Path(run) / "metrics.json", metrics)
     return metrics
