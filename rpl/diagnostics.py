@@ -166,7 +166,7 @@ def diagnose(
         out["test_with_ground_truth_regions"] = evaluate(run, "test", ground_truth=True, **common)
         train_set = subset(training_images(cfg, data_root), train_images)
         out["winning_regions_train"] = winning_regions(
-            model, cfg, train_set, ProposalCache(train_set, root=cache_root), progress, device
+            model, cfg, train_set, ProposalCache(train_set, root=cache_root, kind=cfg.regions), progress, device
         )
     return out
 

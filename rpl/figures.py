@@ -61,7 +61,7 @@ def predictions(run, dataset, names, cache_root=None) -> dict[str, np.ndarray]:
     from .runs import load_run, predict_sample
 
     model, cfg = load_run(run)
-    cache = ProposalCache(dataset, root=cache_root)
+    cache = ProposalCache(dataset, root=cache_root, kind=cfg.regions)
     return {n: predict_sample(model, cfg, dataset[dataset.names.index(n)], cache) for n in names}
 
 
@@ -151,7 +151,7 @@ def explorer_snapshot(run, dataset, name: str, cache_root=None):
 
     model, cfg = load_run(run)
     sample = dataset[dataset.names.index(name)]
-    regions = ProposalCache(dataset, root=cache_root).get(name, "rgb")
+    regions = ProposalCache(dataset, root=cache_root, kind=cfg.regions).get(name, "rgb")
     exp = Explanation.compute(model, sample.image, regions, dataset.classes, cfg)
     depth = np.asarray(regions.membership.sum(0)).ravel()[regions.superpixels]
     depth = np.where(boundary_mask(sample.label), depth, -1)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from rpl.__main__ import main
 from rpl.data import SiftFlow
-from rpl.proposals import ProposalCache, ProposalConfig, selective_search
+from rpl.proposals import ProposalCache, ProposalConfig, as_kind, selective_search
 
 
 @pytest.fixture
@@ -36,6 +36,23 @@ def test_get_computes_then_reads(small):
     assert (again.membership != regions.membership).nnz == 0
     expected = selective_search(ds[1].image, "hsv")
     assert (expected.membership != regions.membership).nnz == 0
+
+
+@pytest.mark.parametrize("kind, tag", [("superpixels", "superpixels"), ("rectangles", "boxes")])
+def test_derived_kinds_are_cached_beside_the_proposals(small, kind, tag):
+    ds = SiftFlow("train", small / "data")
+    proposals = ProposalCache(ds, root=small / "cache")
+    derived = ProposalCache(ds, root=small / "cache", kind=kind)
+    assert derived.folder == proposals.folder / kind
+    regions = derived.get("coast_2", "lab")
+    assert derived.path("coast_2", "lab").is_file() and proposals.path("coast_2", "lab").is_file()
+    expected = as_kind(proposals.get("coast_2", "lab"), kind)
+    assert regions.params["kind"] == tag and (expected.membership != regions.membership).nnz == 0
+    assert np.array_equal(expected.superpixels, regions.superpixels)
+    assert as_kind(regions, kind) is regions  # already of its kind: prepare leaves it alone
+    assert derived.build(("lab",), workers=1, progress=False)["computed"] == 4
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ProposalCache(ds, root=small / "cache", kind="boxes")
 
 
 def test_parameters_change_the_folder(small):

@@ -353,3 +353,22 @@ def test_cell_membership_tensor(real):
     m = regions.cell_membership()
     assert m.layout.__repr__() == "torch.sparse_csr" and m.shape == (regions.num_cells, len(regions))
     np.testing.assert_array_equal(m.to_dense().numpy(), regions.membership.toarray().T)
+
+
+def test_as_kind():
+    """Each superpixel a region, or each region's bounding box filled; Selective Search's own
+    regions, or regions already of the kind, come back as they are."""
+    from rpl.proposals import as_kind
+
+    regions = random_regions(3)
+    assert as_kind(regions, "selective-search") is regions
+    sp = as_kind(regions, "superpixels")
+    np.testing.assert_array_equal(sp.masks(), [regions.superpixels == i for i in range(regions.num_cells)])
+    rects = as_kind(regions, "rectangles")
+    assert len(rects) == len(regions) and as_kind(rects, "rectangles") is rects and as_kind(sp, "superpixels") is sp
+    for mask, (x1, y1, x2, y2) in zip(rects.masks(), regions.boxes):
+        box = np.zeros(regions.shape, bool)
+        box[y1 : y2 + 1, x1 : x2 + 1] = True
+        np.testing.assert_array_equal(mask, box)
+    with pytest.raises(ValueError, match="region kind must be one of"):
+        as_kind(regions, "boxes")

@@ -42,6 +42,9 @@ def test_other_models_and_variants_train(env, model, options):
     cfg = PRESETS["quick"].with_overrides([f"model={model}", "train_images=5", "test_images=2", *options])
     summary = train(cfg, env / "run", progress=False)
     assert summary["train_images"] == 5
+    if cfg.regions != "selective-search":  # derived once per image and colour space, then read
+        derived = list((env / "cache" / "proposals").glob(f"siftflow/*/{cfg.regions}/*/*.npz"))
+        assert len(derived) == 5
     metrics = evaluate(env / "run", progress=False)
     assert metrics["images"] == 2
     if model == "fcn":  # the training split means the images it trained on, wrote no file

@@ -2,6 +2,7 @@
 
 from .cache import ProposalCache, ProposalConfig, cache_root
 from .felzenszwalb import felzenszwalb
+from .kinds import REGION_KINDS, as_kind
 from .regions import RegionSet, ground_truth_segments
 from .selective_search import COLOR_SPACES, SIMILARITIES, Hierarchy, selective_search
 
@@ -16,4 +17,6 @@ __all__ = [
     "ProposalCache",
     "ProposalConfig",
     "cache_root",
+    "REGION_KINDS",
+    "as_kind",
 ]

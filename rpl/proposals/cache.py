@@ -2,7 +2,9 @@
 
 Layout: ``$RPL_CACHE/proposals/<dataset>/<parameters>/<color space>/<image name>.npz`` (one
 :class:`RegionSet` each, written atomically), so a different parameter set never reads stale
-files and an interrupted extraction — even ``kill -9`` — resumes where it stopped.
+files and an interrupted extraction — even ``kill -9`` — resumes where it stopped. The other
+region kinds (superpixels, rectangles: :mod:`rpl.proposals.kinds`) are derived from those files
+once and cached beside them, in ``<parameters>/<kind>/<color space>/``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..data.base import read_image
+from .kinds import REGION_KINDS, as_kind
 from .regions import RegionSet
 from .selective_search import COLOR_SPACES, selective_search
 
@@ -63,27 +66,40 @@ class ProposalCache:
             the folder (a data set folder's: its resolved path, hashed).
         config: Selective Search parameters; default: the paper's for that data set.
         root: cache root; default ``$RPL_CACHE`` or ``./cache``.
+        kind: the regions it holds (:data:`~rpl.proposals.kinds.REGION_KINDS`): Selective
+            Search's, or the superpixels or rectangles derived from them (a run's ``regions``).
     """
 
-    def __init__(self, dataset, config: ProposalConfig | None = None, root=None):
+    def __init__(self, dataset, config: ProposalConfig | None = None, root=None, kind: str = "selective-search"):
+        if kind not in REGION_KINDS:
+            raise ValueError(f"kind must be one of {REGION_KINDS}, got {kind!r}")
         self.dataset = dataset
         self.name = dataset.key
         self.config = config or ProposalConfig.of(dataset)
+        self.kind = kind
+        self.root = root
         self.folder = cache_root(root) / "proposals" / self.name / self.config.key()
+        if kind != "selective-search":
+            self.folder = self.folder / kind
 
     def path(self, name: str, color_space: str) -> Path:
         return self.folder / color_space / f"{name}.npz"
 
     def get(self, name: str, color_space: str = "rgb") -> RegionSet:
-        """The proposals of image ``name``: from the cache, or computed and cached now. A cached
-        file that cannot be read (truncated, say) is computed again and replaced, with a warning."""
+        """The regions of image ``name``: from the cache, or computed and cached now (a derived
+        kind from the cached proposals). A cached file that cannot be read (truncated, say) is
+        computed again and replaced, with a warning."""
         path = self.path(name, color_space)
         if path.exists():
             try:
                 return RegionSet.load(path)
             except ValueError as e:
                 warnings.warn(f"{e}; computing the proposals again", stacklevel=2)
-        regions = _compute(self.dataset, self.config, name, color_space)
+        if self.kind == "selective-search":
+            regions = _compute(self.dataset, self.config, name, color_space)
+        else:
+            proposals = ProposalCache(self.dataset, self.config, self.root).get(name, color_space)
+            regions = as_kind(proposals, self.kind)
         regions.save(path)
         return regions
 

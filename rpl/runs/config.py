@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..data import check_dataset
 from ..models import E2S2, FCN, ModelConfig, mobilenet_v2, vgg16
-from ..proposals import COLOR_SPACES
+from ..proposals import COLOR_SPACES, REGION_KINDS
 
 MODELS = ("e2s2", "baseline", "fcn")
 
@@ -18,9 +18,6 @@ BACKBONES = ("mobilenet_v2", "vgg16")
 
 
 PRESET_NAMES = ("quick", "cpu", "ablation", "paper")  # PRESETS, below
-
-
-REGION_KINDS = ("selective-search", "superpixels", "rectangles")
 
 
 # Ground-truth regions at training (RegionSet.with_ground_truth): the authors' unions of

@@ -156,7 +156,7 @@ def evaluate(
     dataset = training_images(cfg, data_root) if split == "train" else load_dataset(cfg, split, data_root)
     check_classes(info["classes"], dataset)
     dataset = subset(dataset, (cfg.test_images if split == "test" else 0) if images is None else images)
-    cache = ProposalCache(dataset, info["proposals"], root=cache_root)  # the regions the run was made with
+    cache = ProposalCache(dataset, info["proposals"], root=cache_root, kind=cfg.regions)  # the run's regions
     every, boundary = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
     started = time.monotonic()
     for index in tqdm(range(len(dataset)), desc=f"evaluate {split}", unit="img", disable=not progress):

@@ -191,7 +191,7 @@ def _train(
         remove_temporaries(checkpoint)  # a killed save's: the run is locked, no writer is live
     torch.manual_seed(cfg.seed)
     dataset = training_images(cfg, data_root)
-    cache = ProposalCache(dataset, root=cache_root)
+    cache = ProposalCache(dataset, root=cache_root, kind=cfg.regions)
     class_weights = losses.balanced_weights(load_dataset(cfg, "train", data_root).class_pixel_counts())
     model = build_model(cfg, dataset.num_classes).to(device)
     frozen = None

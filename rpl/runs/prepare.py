@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from ..data import open_dataset
-from ..proposals import RegionSet, ground_truth_segments
+from ..proposals import RegionSet, as_kind, ground_truth_segments
 from .config import TrainConfig
 
 
@@ -56,12 +56,11 @@ def prepare(
     sample, regions: RegionSet | None, cfg: TrainConfig, flip: bool, training: bool, ground_truth: bool | None = None
 ):
     """(image tensor [1, 3, H, W], label [H, W], RegionSet or None) for one image, as the model
-    sees it (FCN runs without regions)."""
+    sees it (FCN runs without regions). ``regions`` are the image's proposals, of the run's kind
+    or converted to it here (:func:`~rpl.proposals.as_kind`)."""
     image, label = sample.image, sample.label
-    if regions is not None and cfg.regions == "superpixels":
-        regions = RegionSet.from_superpixels(regions.superpixels)
-    elif regions is not None and cfg.regions == "rectangles":
-        regions = RegionSet.from_boxes(regions.boxes, regions.shape)
+    if regions is not None:  # a no-op for regions of the run's kind (ProposalCache(kind=cfg.regions))
+        regions = as_kind(regions, cfg.regions)
     if cfg.image_size:
         image, label, regions = _resize(image, label, regions, cfg.image_size)
     if flip:
