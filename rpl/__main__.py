@@ -161,7 +161,7 @@ def _predict(args) -> int:
     from .proposals import selective_search
     from .runs import load_run, predict_labels, prepare, run_info
     from .runs.inference import resize_labels
-    from .viz import prediction_figure, save_figure
+    from .report.viz import prediction_figure, save_figure
 
     out = Path(args.output)  # checked before any work
     if out.is_dir() or out.suffix.lower() != ".png":
@@ -220,7 +220,7 @@ def _reproduce(args) -> int:
 def _diagnose(args) -> int:
     from pathlib import Path
 
-    from . import diagnostics
+    from .report import diagnostics
     from .files import write_json
     from .provenance import provenance
 
@@ -272,7 +272,7 @@ def _figures(args) -> int:
     from pathlib import Path
 
     from .experiments import QUICK_RESULTS, QUICK_RUNS, reproduce
-    from .figures import make_figures
+    from .report.figures import make_figures
 
     out = args.out or ("cache/figures-quick" if args.quick else "figures")
     runs = args.runs or (QUICK_RUNS if args.quick else "runs")
@@ -291,7 +291,7 @@ def _figures(args) -> int:
 
 
 def _tables(args) -> int:
-    from .tables import markdown, update_readme
+    from .report.tables import markdown, update_readme
 
     if args.update_readme:
         changed = update_readme(args.update_readme, args.results)

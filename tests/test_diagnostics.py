@@ -6,7 +6,7 @@ import torch
 
 from rpl.__main__ import main
 from rpl.data.base import Sample
-from rpl.diagnostics import WATCHED, recipe_table, region_majorities, upper_bounds, winning_regions
+from rpl.report.diagnostics import WATCHED, recipe_table, region_majorities, upper_bounds, winning_regions
 from rpl.proposals import RegionSet
 from rpl.runs import evaluate
 

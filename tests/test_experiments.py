@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from rpl import experiments, tables
+from rpl import experiments
 from rpl.__main__ import main
-from rpl.diagnostics import recipe_markdown
 from rpl.experiments import EXPERIMENTS, reproduce, run_lock, run_names
-from rpl.figures import FIGURES
+from rpl.report import tables
+from rpl.report.diagnostics import recipe_markdown
+from rpl.report.figures import FIGURES
 from rpl.runs import PRESETS, TrainConfig
 
 

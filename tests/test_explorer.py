@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rpl.data import SiftFlow
-from rpl.explorer import Explanation, region_explorer
+from rpl.report.explorer import Explanation, region_explorer
 from rpl.models import E2S2, ModelConfig, mobilenet_v2
 from rpl.proposals import ProposalCache
 

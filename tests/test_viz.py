@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from rpl.data import SIFTFLOW_CLASSES
-from rpl.viz import SIFTFLOW_PALETTE, colorize, legend, overlay, palette
+from rpl.report.viz import SIFTFLOW_PALETTE, colorize, legend, overlay, palette
 
 
 def test_palettes_are_distinct():

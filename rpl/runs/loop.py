@@ -125,7 +125,7 @@ def train(
 ) -> dict:
     """Train a model; returns the summary written to ``out/train.json``. ``keep_epochs`` also
     keeps every epoch's checkpoint, as ``out/epochs/epoch<n>.pt`` (for a learning curve:
-    :func:`rpl.diagnostics.learning_curve`).
+    :func:`rpl.report.diagnostics.learning_curve`).
 
     Under ``torchrun --nproc-per-node N`` each step's ``images_per_step`` images are shared
     out among the N ranks (image k of a step to rank k mod N), each scales its loss by

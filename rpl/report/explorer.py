@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .proposals import RegionSet
+from ..proposals import RegionSet
 from .viz import overlay, show_regions
 
 __all__ = ["Explanation", "region_explorer"]
@@ -47,8 +47,8 @@ class Explanation:
         """Run ``model`` (an :class:`~rpl.models.E2S2`) on ``image`` (uint8[H, W, 3]) with
         ``regions`` proposed on that image, prepared as its run's ``cfg`` (a
         :class:`~rpl.runs.TrainConfig`: image size, region kind) prepares test images."""
-        from .data import Sample
-        from .runs import TrainConfig, prepare
+        from ..data import Sample
+        from ..runs import TrainConfig, prepare
 
         if regions.shape != image.shape[:2]:
             raise ValueError(f"regions cover {regions.shape}, the image is {image.shape[:2]}")

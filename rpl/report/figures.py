@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import SiftFlow, scene_category
-from .metrics import boundary_mask
-from .proposals import ProposalCache
+from ..data import SiftFlow, scene_category
+from ..metrics import boundary_mask
+from ..proposals import ProposalCache
 from .viz import colorize, label_grid, legend, save_figure
 
 __all__ = [
@@ -58,7 +58,7 @@ def example_names(dataset, count: int = 5) -> list[str]:
 
 def predictions(run, dataset, names, cache_root=None) -> dict[str, np.ndarray]:
     """{name: label map} of a trained run on some images of ``dataset``."""
-    from .runs import load_run, predict_sample
+    from ..runs import load_run, predict_sample
 
     model, cfg = load_run(run)
     cache = ProposalCache(dataset, root=cache_root, kind=cfg.regions)
@@ -146,8 +146,8 @@ def boundary_closeups(dataset, names, ours: dict, fcn: dict, size: int = 64):
 def explorer_snapshot(run, dataset, name: str, cache_root=None):
     """The region explorer's view of one pixel: the boundary pixel of ``name`` where the most
     regions overlap, its winning region and runner-ups for the predicted class."""
+    from ..runs import load_run
     from .explorer import Explanation
-    from .runs import load_run
 
     model, cfg = load_run(run)
     sample = dataset[dataset.names.index(name)]

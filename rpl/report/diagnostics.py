@@ -18,7 +18,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from .metrics import ConfusionMatrix
+from ..metrics import ConfusionMatrix
 
 __all__ = [
     "cell_class_pixels",
@@ -101,7 +101,7 @@ def winning_regions(model, cfg, dataset, cache, progress: bool = True, device="c
     ``wrong_margin_median``, the median logit (or probability) of the predicted class minus
     the true one, and ``wrong_true_rank_median``, the true class's median rank (1 = first).
     """
-    from .runs import prepare
+    from ..runs import prepare
 
     model.eval().to(device)
     c = dataset.num_classes
@@ -155,9 +155,9 @@ def diagnose(
     generalisation), on the test set with each image's ground-truth regions added to its
     proposals (are the regions the limit?), and :func:`winning_regions` on the same training
     images (does a container win the max?). An FCN run gets the first only."""
-    from .proposals import ProposalCache
-    from .runs import evaluate, load_run, training_images
-    from .runs.prepare import subset
+    from ..proposals import ProposalCache
+    from ..runs import evaluate, load_run, training_images
+    from ..runs.prepare import subset
 
     model, cfg = load_run(run)
     common = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device)
@@ -182,7 +182,7 @@ def learning_curve(
     that were not kept (a run resumed with ``keep_epochs``, say)."""
     from pathlib import Path
 
-    from .runs import evaluate
+    from ..runs import evaluate
 
     kept = sorted((Path(run) / "epochs").glob("epoch*.pt"))
     if not kept:
@@ -212,7 +212,7 @@ def learning_curve(
 def recipe_markdown(results_dir="results") -> str:
     """:func:`recipe_table` as the README's Markdown table: one line per run, named by its
     experiment's description; "–" where a run has no such number."""
-    from .experiments import EXPERIMENTS, RECIPE_CHAIN
+    from ..experiments import EXPERIMENTS, RECIPE_CHAIN
 
     described = {run: e.description for e in EXPERIMENTS.values() for run, _ in e.runs()}
     described |= {run: e.description for e in RECIPE_CHAIN for run, _ in EXPERIMENTS[e.name].runs()}
@@ -243,7 +243,7 @@ def recipe_table(results_dir="results", references=("e2s2_cpu", "fcn_cpu", "fcn_
 
     import pandas as pd
 
-    from .experiments import EXPERIMENTS, RECIPE_CHAIN, load_results
+    from ..experiments import EXPERIMENTS, RECIPE_CHAIN, load_results
 
     experiments = [EXPERIMENTS[r] for r in (*references, *(e.name for e in RECIPE_CHAIN))]
     experiments += [e for e in EXPERIMENTS.values() if e.group == "diagnosis" and e not in experiments]

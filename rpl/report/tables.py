@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import EXPERIMENTS, load_results
-from .files import write_text
+from ..experiments import EXPERIMENTS, load_results
+from ..files import write_text
 
 __all__ = [
     "PAPER",
@@ -420,7 +420,7 @@ def _between(text: str, markers: tuple, body: str) -> str:
 def update_readme(path, results_dir="results") -> bool:
     """Replace the results table between the README's markers by :func:`markdown`'s and, where
     the README has its markers, the diagnosis table by
-    :func:`rpl.diagnostics.recipe_markdown`'s; returns whether the file changed. Raises
+    :func:`rpl.report.diagnostics.recipe_markdown`'s; returns whether the file changed. Raises
     ValueError when the results table's markers are missing."""
     from .diagnostics import recipe_markdown
 

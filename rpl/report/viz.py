@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .files import atomic
+from ..files import atomic
 
 __all__ = [
     "SIFTFLOW_PALETTE",
@@ -200,8 +200,8 @@ def setup_notebook(dpi: int = 72) -> NotebookSetup:
     import torch
     from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-    from . import __version__
-    from .config import quick_mode
+    from .. import __version__
+    from ..config import quick_mode
 
     set_matplotlib_formats("jpeg", pil_kwargs={"quality": 60})
     plt.rcParams["figure.dpi"] = dpi
