@@ -159,7 +159,7 @@ def _predict(args) -> int:
 
     from .data.base import Sample, read_image
     from .proposals import selective_search
-    from .runs import load_run, predict_labels, prepare, run_info
+    from .runs import open_run, prepare
     from .runs.inference import resize_labels
     from .report.viz import prediction_figure, save_figure
 
@@ -172,18 +172,16 @@ def _predict(args) -> int:
         raise ValueError(f"-o {out}: cannot create the folder {out.parent} ({e.strerror})") from None
     if not os.access(out.parent, os.W_OK):
         raise ValueError(f"-o {out}: the folder {out.parent} is not writable")
-    model, cfg = load_run(args.run)
-    info = run_info(args.run)
+    model, cfg, classes, proposals, _ = open_run(args.run)
     if args.size is not None:
         if args.size < 1:
             raise ValueError(f"--size {args.size}: give the longer side in pixels, at least 1")
         cfg = dataclasses.replace(cfg, image_size=args.size)
     image = read_image(Path(args.image))
-    classes = info["classes"]
     sample = Sample(image=image, label=np.zeros(image.shape[:2], np.int64), name=Path(args.image).stem)
-    regions = selective_search(image, "rgb", **dataclasses.asdict(info["proposals"])) if cfg.uses_regions else None
+    regions = selective_search(image, "rgb", **dataclasses.asdict(proposals)) if cfg.uses_regions else None
     tensor, _, regions = prepare(sample, regions, cfg, flip=False, training=False)
-    labels = predict_labels(model, tensor, regions).numpy()
+    labels = model.predict(tensor, regions).numpy()
     if labels.shape != image.shape[:2]:
         labels = resize_labels(labels, image.shape[:2])
     labels = labels.astype(np.uint8 if len(classes) < 256 else np.uint16)

@@ -42,6 +42,12 @@ def write_folder(root: Path, names=SIZES, splits=True) -> Path:
     return root
 
 
+def train_args(root: Path, run: Path, cache: Path, *settings: str) -> list[str]:
+    """``python -m rpl train`` on the quick preset and a data set folder, with ``--set`` pairs."""
+    sets = [a for s in settings for a in ("--set", s)]
+    return ["train", "--preset", "quick", "--dataset", str(root), *sets, "--out", str(run), "--cache", str(cache)]
+
+
 def test_a_folder_reads_its_classes_splits_and_proposal_settings(tmp_path):
     root = write_folder(tmp_path / "scenes")
     (root / "proposals.json").write_text(json.dumps({"k": 50, "min_region_size": 20}))
@@ -88,6 +94,26 @@ def test_a_run_refuses_a_data_set_whose_classes_changed(tmp_path):
         evaluate(tmp_path / "run", cache_root=tmp_path / "cache", progress=False)
 
 
+def test_train_takes_a_data_set_object(tmp_path, real_siftflow):
+    """A data set built in Python (no classes.txt, no split lists): trained on, evaluated on the
+    images one passes, refused where the run's configuration would open another data set."""
+    from rpl.runs import PRESETS, evaluate, open_run, train
+
+    root = write_folder(tmp_path / "scenes", splits=False)
+    (root / "classes.txt").unlink()
+    scenes = ImageFolder(root / "images", root / "labels", CLASSES)
+    cfg = PRESETS["quick"].with_overrides(["weights=none", "train_images=0"])
+    summary = train(cfg, tmp_path / "run", cache_root=tmp_path / "cache", progress=False, dataset=scenes)
+    assert summary["train_images"] == len(SIZES) and len(scenes.names) == len(SIZES)  # the object is not cut
+    run = open_run(tmp_path / "run")
+    assert run.classes == CLASSES and run.dataset_key == scenes.key and run.model.num_classes == 3
+    common = dict(cache_root=tmp_path / "cache", progress=False)
+    metrics = evaluate(tmp_path / "run", dataset=scenes, images=2, **common)
+    assert metrics["images"] == 2 and metrics["all"]["pixels"] > 0 and not (tmp_path / "run" / "metrics.json").exists()
+    with pytest.raises(ValueError, match=r"trained on the data set 'folder-scenes-.*', not on 'siftflow'"):
+        evaluate(tmp_path / "run", data_root=real_siftflow.parent, **common)  # the config names siftflow
+
+
 def test_two_folders_with_the_same_image_names_never_share_proposals(tmp_path):
     one, two = write_folder(tmp_path / "one"), write_folder(tmp_path / "two")
     caches = [ProposalCache(ImageFolder.from_dir(r, "train"), root=tmp_path / "cache") for r in (one, two)]
@@ -104,24 +130,7 @@ def test_every_command_works_on_a_folder_and_a_run_works_without_it(tmp_path, ca
         == 0
     )
     assert "4 computed" in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "quick",
-                "--dataset",
-                str(root),
-                "--set",
-                "weights=none",
-                "--out",
-                str(run),
-                "--cache",
-                str(cache),
-            ]
-        )
-        == 0
-    )
+    assert main(train_args(root, run, cache, "weights=none")) == 0
     moved = root.rename(tmp_path / "elsewhere")  # predict needs the run alone
     env = {**os.environ, "RPL_CACHE": str(cache), "PYTHONPATH": os.pathsep.join(sys.path)}
     image = moved / "images" / "b.png"
@@ -165,21 +174,4 @@ def test_the_frozen_preset_takes_images_of_several_sizes(tmp_path):
             torch.testing.assert_close(frozen[index, flip], expected)
             torch.testing.assert_close(again[index, flip], expected)
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "quick",
-                "--dataset",
-                str(root),
-                "--set",
-                "freeze_backbone=true",
-                "--out",
-                str(run),
-                "--cache",
-                str(tmp_path / "cache"),
-            ]
-        )
-        == 0
-    )
+    assert main(train_args(root, run, tmp_path / "cache", "freeze_backbone=true")) == 0

@@ -95,12 +95,12 @@ def test_checkpoints_from_before_the_recipe_options_load_as_trained(env):
     assert state.pop("classes") == list(SIFTFLOW_CLASSES) and state.pop("proposals")["k"] == 100  # saved since issue 14
     torch.save(state, env / "run" / "checkpoint.pt")
     from rpl.proposals import ProposalConfig
-    from rpl.runs import load_run, run_info
+    from rpl.runs import open_run
 
-    model, old = load_run(env / "run")
+    model, old, classes, proposals, _ = open_run(env / "run")
     assert (old.alignment, old.train_regions, old.proposal_iou, old.mask) == ("legacy", "exact", 0.0, "cells")
-    assert model.num_classes == 33 and run_info(env / "run")["classes"] == list(SIFTFLOW_CLASSES)
-    assert run_info(env / "run")["proposals"] == ProposalConfig(k=100, min_region_size=100)  # the registry's
+    assert model.num_classes == 33 and classes == list(SIFTFLOW_CLASSES)
+    assert proposals == ProposalConfig(k=100, min_region_size=100)  # the registry's
     with pytest.raises(ValueError, match="another configuration"):  # not resumed under the new recipe
         train(cfg, env / "run", resume=True, progress=False)
 
@@ -187,7 +187,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(env, monkeypatch
     def broken(*args, **kwargs):
         raise FileNotFoundError("no training images here")
 
-    monkeypatch.setattr(rpl.runs.loop, "training_images", broken)
+    monkeypatch.setattr(rpl.runs.loop, "load_dataset", broken)
     cfg = PRESETS["quick"].with_overrides(["train_images=2"])
     with pytest.raises(FileNotFoundError, match="no training images"):
         train(cfg, env / "new", progress=False)
@@ -199,7 +199,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(env, monkeypatch
     monkeypatch.undo()
     train(cfg, env / "run", progress=False)
     (env / "run" / "train.json").unlink()
-    monkeypatch.setattr(rpl.runs.loop, "training_images", broken)
+    monkeypatch.setattr(rpl.runs.loop, "load_dataset", broken)
     with pytest.raises(FileNotFoundError):
         train(cfg, env / "run", resume=True, progress=False)
     assert (env / "run" / "checkpoint.pt").is_file()  # a run with a checkpoint is never removed

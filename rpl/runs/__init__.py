@@ -9,7 +9,7 @@ maps, evaluation (:mod:`.inference`).
 
 from .config import LEGACY, PRESET_NAMES, PRESETS, REGION_KINDS, TrainConfig, build_model, config_differences
 from .frozen import FrozenFeatures
-from .inference import evaluate, load_run, predict_labels, predict_sample, read_checkpoint, run_info
+from .inference import Run, evaluate, load_run, open_run, predict_sample, read_checkpoint
 from .loop import RUN_LOCK, distributed, train
 from .prepare import load_dataset, prepare, training_images
 
@@ -30,8 +30,8 @@ __all__ = [
     "RUN_LOCK",
     "evaluate",
     "load_run",
+    "open_run",
+    "Run",
     "read_checkpoint",
-    "predict_labels",
     "predict_sample",
-    "run_info",
 ]

@@ -6,10 +6,12 @@ maps and evaluation.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,16 +21,9 @@ from tqdm.auto import tqdm
 from ..data import dataset_card
 from ..files import write_json
 from ..metrics import ConfusionMatrix, boundary_mask
-from ..proposals import ProposalCache, ProposalConfig, RegionSet
+from ..proposals import ProposalCache, ProposalConfig
 from .config import LEGACY, TrainConfig, build_model
 from .prepare import load_dataset, prepare, subset, training_images
-
-
-def predict_labels(model, image: torch.Tensor, regions: RegionSet | None) -> torch.Tensor:
-    """Label map (Tensor[H, W], 1..C) of one prepared image: region-based models label each
-    pixel by its atom's arg-max class (Eq. 3, or Eq. 1 for the baseline), FCN per pixel."""
-    with torch.no_grad():
-        return model.predict(image, regions).cpu()
 
 
 def predict_sample(
@@ -39,7 +34,7 @@ def predict_sample(
     adds the sample's ground-truth regions to them (a diagnosis, not a test)."""
     proposals = cache.get(sample.name, "rgb") if cfg.uses_regions else None
     image, _, regions = prepare(sample, proposals, cfg, False, training=False, ground_truth=ground_truth)
-    pred = predict_labels(model, image.to(device), regions).numpy()
+    pred = model.predict(image.to(device), regions).cpu().numpy()
     if pred.shape != sample.label.shape:
         pred = resize_labels(pred, sample.label.shape)
     return pred
@@ -58,6 +53,16 @@ def check_classes(recorded, dataset) -> None:
         raise ValueError(
             f"the run was trained on the classes {list(recorded)}, but its data set now has "
             f"{list(dataset.classes)}: restore the data set's classes, or train a new run"
+        )
+
+
+def _check_trained_on(key: str | None, dataset) -> None:
+    """ValueError if a run trained on other images than ``dataset``'s (a data set object given
+    to ``train``, which its configuration cannot name)."""
+    if key is not None and key != dataset.key:
+        raise ValueError(
+            f"the run was trained on the data set {key!r}, not on {dataset.key!r} (which its configuration "
+            "names): pass its test images, evaluate(run, dataset=<data set object or folder>)"
         )
 
 
@@ -86,8 +91,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 def describe_dataset(dataset) -> dict:
     """What a checkpoint records of its data set, so that the run works without it: the class
-    names and the Selective Search settings its regions were made with."""
-    return {"classes": list(dataset.classes), "proposals": dataclasses.asdict(ProposalConfig.of(dataset))}
+    names, the Selective Search settings its regions were made with, and the data set's key
+    (which images it was: ``SegmentationDataset.key``)."""
+    return {
+        "classes": list(dataset.classes),
+        "proposals": dataclasses.asdict(ProposalConfig.of(dataset)),
+        "dataset_key": dataset.key,
+    }
 
 
 def _described(state: dict) -> dict:
@@ -100,28 +110,40 @@ def _described(state: dict) -> dict:
         card = dataset_card(dataset)
         classes, proposals = list(card.classes), dataclasses.asdict(ProposalConfig.of(card.cls))
     proposals = ProposalConfig(**{**proposals, "strategies": tuple(proposals["strategies"])})
-    return {"dataset": dataset, "classes": list(classes), "proposals": proposals}
+    return {"dataset": dataset, "classes": list(classes), "proposals": proposals, "key": state.get("dataset_key")}
 
 
-def run_info(run: str | os.PathLike) -> dict:
-    """A run's ``dataset``, ``classes`` (names of labels 1..C) and ``proposals`` (the
-    :class:`~rpl.proposals.ProposalConfig` its regions were made with), from its checkpoint:
-    what ``predict`` and ``evaluate`` need besides the model."""
-    return _described(read_checkpoint(Path(run) / "checkpoint.pt"))
+class Run(NamedTuple):
+    """A trained run, read back: its model (in eval mode), its configuration, the names of its
+    labels 1..C, the :class:`~rpl.proposals.ProposalConfig` its regions were made with, and the
+    key of the data set it trained on (None in checkpoints older than issue 14)."""
+
+    model: torch.nn.Module
+    cfg: TrainConfig
+    classes: list
+    proposals: ProposalConfig
+    dataset_key: str | None
 
 
-def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None):
-    """(model in eval mode, config) of a finished or checkpointed run, or of one of its kept
-    epochs' ``checkpoint`` files."""
+def open_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Run:
+    """A finished or checkpointed run, or one of its kept epochs' ``checkpoint`` files, with
+    what it records of its data set: all ``predict`` and ``evaluate`` need, in one read."""
     run = Path(run)
     checkpoint = run / "checkpoint.pt" if checkpoint is None else Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint} not found: is {run} a run folder written by `python -m rpl train`?")
     state = read_checkpoint(checkpoint)
     cfg = TrainConfig(**{**LEGACY, **state["config"]})
-    model = build_model(cfg, len(_described(state)["classes"]), pretrained=False)
+    described = _described(state)
+    model = build_model(cfg, len(described["classes"]), pretrained=False)
     model.load_state_dict(state["model"])
-    return model.eval(), cfg
+    return Run(model.eval(), cfg, described["classes"], described["proposals"], described["key"])
+
+
+def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None):
+    """(model in eval mode, config) of a run: :func:`open_run`'s first two."""
+    model, cfg, *_ = open_run(run, checkpoint)
+    return model, cfg
 
 
 def evaluate(
@@ -134,7 +156,7 @@ def evaluate(
     images: int | None = None,
     ground_truth: bool = False,
     checkpoint: str | os.PathLike | None = None,
-    dataset: str | None = None,
+    dataset=None,
 ) -> dict:
     """Global / class-average accuracy and mean IoU on all pixels and on 4-px boundaries, per-class
     accuracies; returned and, for the run's own test evaluation, written to ``run/metrics.json``.
@@ -143,20 +165,26 @@ def evaluate(
     split, 0 = all), on the training split taken from the images the run trained on;
     ``ground_truth``: add each image's ground-truth regions to its proposals (a diagnosis);
     ``checkpoint``: a kept epoch's file (``train(keep_epochs=True)``) instead of the last;
-    ``dataset``: another data set with the run's classes (a name or a folder: the run's own
-    folder moved, or new images labelled alike) instead of the one the run names.
+    ``dataset``: another data set with the run's classes instead of the one the run names: a
+    name or a folder (the run's own folder moved, or new images labelled alike), or a data set
+    object, whose images are evaluated whatever ``split`` says (a run trained on an object
+    names no data set it could reopen).
     Other splits, image counts, checkpoints or data sets than the run's own test evaluation write
     no file."""
-    model, cfg = load_run(run, checkpoint)
+    opened = open_run(run, checkpoint)
+    model, cfg = opened.model.to(device), opened.cfg
     own = dataset is None
-    if not own:
+    if isinstance(dataset, str):
         cfg = dataclasses.replace(cfg, dataset=dataset)
-    model.to(device)
-    info = run_info(run)
-    dataset = training_images(cfg, data_root) if split == "train" else load_dataset(cfg, split, data_root)
-    check_classes(info["classes"], dataset)
+    if dataset is None or isinstance(dataset, str):
+        dataset = training_images(cfg, data_root) if split == "train" else load_dataset(cfg, split, data_root)
+        if own:
+            _check_trained_on(opened.dataset_key, dataset)
+    else:  # a data set object: the images to evaluate, whatever the split
+        dataset = copy.copy(dataset)  # subset() below cuts its names
+    check_classes(opened.classes, dataset)
     dataset = subset(dataset, (cfg.test_images if split == "test" else 0) if images is None else images)
-    cache = ProposalCache(dataset, info["proposals"], root=cache_root, kind=cfg.regions)  # the run's regions
+    cache = ProposalCache(dataset, opened.proposals, root=cache_root, kind=cfg.regions)  # the run's regions
     every, boundary = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
     started = time.monotonic()
     for index in tqdm(range(len(dataset)), desc=f"evaluate {split}", unit="img", disable=not progress):

@@ -12,6 +12,7 @@ epoch, ends where an uninterrupted run ends (up to float rounding).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import json
@@ -30,7 +31,7 @@ from ..proposals import ProposalCache
 from .config import TrainConfig, build_model, config_differences
 from .frozen import FrozenFeatures
 from .inference import check_classes, describe_dataset, read_checkpoint
-from .prepare import load_dataset, prepare, training_images
+from .prepare import load_dataset, prepare, subset
 
 
 def _loss(model, cfg: TrainConfig, features, label, regions, class_weights):
@@ -122,10 +123,14 @@ def train(
     progress: bool = True,
     device: str = "cpu",
     keep_epochs: bool = False,
+    dataset=None,
 ) -> dict:
     """Train a model; returns the summary written to ``out/train.json``. ``keep_epochs`` also
     keeps every epoch's checkpoint, as ``out/epochs/epoch<n>.pt`` (for a learning curve:
-    :func:`rpl.report.diagnostics.learning_curve`).
+    :func:`rpl.report.diagnostics.learning_curve`). ``dataset``: a data set object to train on
+    (all its images, e.g. ``rpl.data.ImageFolder(images, labels, classes)``) instead of the
+    training split of ``cfg.dataset``; the run records its key, classes and proposal settings,
+    and is evaluated with ``evaluate(run, dataset=<its test images>)``.
 
     Under ``torchrun --nproc-per-node N`` each step's ``images_per_step`` images are shared
     out among the N ranks (image k of a step to rank k mod N), each scales its loss by
@@ -141,7 +146,9 @@ def train(
     lock = _lock_run(out) if rank == 0 else None
     held = [p for p in out.iterdir() if p.name != RUN_LOCK] if out.exists() else []  # what was there before
     try:
-        return _train(cfg, out, bool(held), resume, data_root, cache_root, progress, device, keep_epochs, rank, world)
+        return _train(
+            cfg, out, bool(held), resume, data_root, cache_root, progress, device, keep_epochs, rank, world, dataset
+        )
     except BaseException:
         if lock is not None and not held and not (out / "checkpoint.pt").exists():
             _remove_contents(out, created)  # failed before its first epoch: leave nothing to --resume
@@ -180,7 +187,7 @@ def _lock_run(out: Path) -> FileLock:
 
 
 def _train(
-    cfg, out: Path, held: bool, resume, data_root, cache_root, progress, device, keep_epochs, rank, world
+    cfg, out: Path, held: bool, resume, data_root, cache_root, progress, device, keep_epochs, rank, world, full
 ) -> dict:
     checkpoint = out / "checkpoint.pt"
     if held and not resume:
@@ -190,9 +197,10 @@ def _train(
         out.mkdir(parents=True, exist_ok=True)
         remove_temporaries(checkpoint)  # a killed save's: the run is locked, no writer is live
     torch.manual_seed(cfg.seed)
-    dataset = training_images(cfg, data_root)
+    full = load_dataset(cfg, "train", data_root) if full is None else full
+    class_weights = losses.balanced_weights(full.class_pixel_counts())
+    dataset = subset(copy.copy(full), cfg.train_images)  # a copy: subset cuts the names it holds
     cache = ProposalCache(dataset, root=cache_root, kind=cfg.regions)
-    class_weights = losses.balanced_weights(load_dataset(cfg, "train", data_root).class_pixel_counts())
     model = build_model(cfg, dataset.num_classes).to(device)
     frozen = None
     if cfg.freeze_backbone or cfg.head_epochs:
