@@ -365,3 +365,19 @@ def test_pascal_context_trains_and_evaluates(env, real_pascal_context, monkeypat
     assert train(cfg, env / "run", progress=False)["train_images"] == 4
     metrics = evaluate(env / "run", progress=False)
     assert metrics["images"] == 2 and len(metrics["all"]["per_class_accuracy"]) == 59
+
+
+def test_the_model_config_is_the_runs_own_fields():
+    """Every architecture option is a run setting of the same name (one --set key each), and a
+    run's model is built with the values it holds; the baseline fixes box pooling and Eq. 1."""
+    import dataclasses
+
+    from rpl.models import ModelConfig
+
+    names = [f.name for f in dataclasses.fields(ModelConfig)]
+    assert set(names) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    changed = ["pooling=both", "combine=separate", "order=softmax-max", "neck=0", "head=64", "dropout=0.1"]
+    cfg = PRESETS["cpu"].with_overrides([*changed, "mask=bins", "alignment=legacy"])
+    assert all(getattr(cfg.model_config(), n) == getattr(cfg, n) for n in names)
+    baseline = dataclasses.replace(cfg, model="baseline").model_config()
+    assert (baseline.pooling, baseline.order, baseline.head, baseline.alignment) == ("box", "softmax-max", 64, "legacy")

@@ -182,20 +182,12 @@ class TrainConfig:
         return self.model != "fcn"
 
     def model_config(self) -> ModelConfig:
+        """The architecture: ModelConfig's fields, which a run keeps flat among its own (one
+        ``--set`` key and one JSON key each)."""
+        config = ModelConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)})
         if self.model == "baseline":  # Fig. 2b: box pooling, region loss, Eq. 1 at test time
-            return ModelConfig(
-                "box", self.combine, "softmax-max", self.neck, self.head, self.dropout, alignment=self.alignment
-            )
-        return ModelConfig(
-            self.pooling,
-            self.combine,
-            self.order,
-            self.neck,
-            self.head,
-            self.dropout,
-            mask=self.mask,
-            alignment=self.alignment,
-        )
+            return dataclasses.replace(config, pooling="box", order="softmax-max")
+        return config
 
     def with_overrides(self, pairs) -> "TrainConfig":
         """Apply ``key=value`` strings (``--set``), parsed by each field's type."""
