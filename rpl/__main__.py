@@ -151,17 +151,14 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
-    import dataclasses
     from pathlib import Path
 
     import numpy as np
     from PIL import Image
 
-    from .data.base import Sample, read_image
-    from .proposals import selective_search
-    from .runs import open_run, prepare
-    from .runs.inference import resize_labels
+    from .data.base import read_image
     from .report.viz import prediction_figure, save_figure
+    from .runs import open_run, predict_image
 
     out = Path(args.output)  # checked before any work
     if out.is_dir() or out.suffix.lower() != ".png":
@@ -172,20 +169,11 @@ def _predict(args) -> int:
         raise ValueError(f"-o {out}: cannot create the folder {out.parent} ({e.strerror})") from None
     if not os.access(out.parent, os.W_OK):
         raise ValueError(f"-o {out}: the folder {out.parent} is not writable")
-    model, cfg, classes, proposals, _ = open_run(args.run)
-    if args.size is not None:
-        if args.size < 1:
-            raise ValueError(f"--size {args.size}: give the longer side in pixels, at least 1")
-        cfg = dataclasses.replace(cfg, image_size=args.size)
+    run = open_run(args.run)
     image = read_image(Path(args.image))
-    sample = Sample(image=image, label=np.zeros(image.shape[:2], np.int64), name=Path(args.image).stem)
-    regions = selective_search(image, "rgb", **dataclasses.asdict(proposals)) if cfg.uses_regions else None
-    tensor, _, regions = prepare(sample, regions, cfg, flip=False, training=False)
-    labels = model.predict(tensor, regions).numpy()
-    if labels.shape != image.shape[:2]:
-        labels = resize_labels(labels, image.shape[:2])
-    labels = labels.astype(np.uint8 if len(classes) < 256 else np.uint16)
-    Image.fromarray(labels).save(out)
+    labels = predict_image(run, image, size=args.size)
+    classes = run.classes
+    Image.fromarray(labels.astype(np.uint8 if len(classes) < 256 else np.uint16)).save(out)
     overlay_path = out.with_name(f"{out.stem}_overlay.png")
     save_figure(prediction_figure(image, labels, classes), overlay_path)
     found, counts = np.unique(labels[labels > 0], return_counts=True)

@@ -97,7 +97,7 @@ def test_a_run_refuses_a_data_set_whose_classes_changed(tmp_path):
 def test_train_takes_a_data_set_object(tmp_path, real_siftflow):
     """A data set built in Python (no classes.txt, no split lists): trained on, evaluated on the
     images one passes, refused where the run's configuration would open another data set."""
-    from rpl.runs import PRESETS, evaluate, open_run, train
+    from rpl.runs import PRESETS, evaluate, open_run, predict_image, train
 
     root = write_folder(tmp_path / "scenes", splits=False)
     (root / "classes.txt").unlink()
@@ -112,6 +112,14 @@ def test_train_takes_a_data_set_object(tmp_path, real_siftflow):
     assert metrics["images"] == 2 and metrics["all"]["pixels"] > 0 and not (tmp_path / "run" / "metrics.json").exists()
     with pytest.raises(ValueError, match=r"trained on the data set 'folder-scenes-.*', not on 'siftflow'"):
         evaluate(tmp_path / "run", data_root=real_siftflow.parent, **common)  # the config names siftflow
+    image = scenes[1].image[:, :37]  # any size: labels of the image's own
+    for size in (None, 24):
+        labels = predict_image(run, image, size=size)
+        assert labels.shape == image.shape[:2] and 1 <= labels.min() and labels.max() <= len(CLASSES)
+    with pytest.raises(ValueError, match=r"image must be uint8\[H, W, 3\] RGB, got float64\[5, 5\]"):
+        predict_image(run, np.zeros((5, 5)))
+    with pytest.raises(ValueError, match="size 0: give the longer side"):
+        predict_image(run, image, size=0)
 
 
 def test_two_folders_with_the_same_image_names_never_share_proposals(tmp_path):

@@ -9,7 +9,7 @@ maps, evaluation (:mod:`.inference`).
 
 from .config import LEGACY, PRESET_NAMES, PRESETS, REGION_KINDS, TrainConfig, build_model, config_differences
 from .frozen import FrozenFeatures
-from .inference import Run, evaluate, load_run, open_run, predict_sample, read_checkpoint
+from .inference import Run, evaluate, load_run, open_run, predict_image, predict_sample, read_checkpoint
 from .loop import RUN_LOCK, distributed, train
 from .prepare import load_dataset, prepare, training_images
 
@@ -34,4 +34,5 @@ __all__ = [
     "Run",
     "read_checkpoint",
     "predict_sample",
+    "predict_image",
 ]

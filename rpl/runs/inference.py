@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data import dataset_card
+from ..data import Sample, dataset_card
 from ..files import write_json
 from ..metrics import ConfusionMatrix, boundary_mask
-from ..proposals import ProposalCache, ProposalConfig
+from ..proposals import ProposalCache, ProposalConfig, selective_search
 from .config import LEGACY, TrainConfig, build_model
 from .prepare import load_dataset, prepare, subset, training_images
 
@@ -38,6 +38,27 @@ def predict_sample(
     if pred.shape != sample.label.shape:
         pred = resize_labels(pred, sample.label.shape)
     return pred
+
+
+def predict_image(run: Run, image: np.ndarray, size: int | None = None) -> np.ndarray:
+    """Label map (int64[H, W], 1..C: ``run.classes``) of any RGB image (uint8[H, W, 3]) by an
+    opened run (:func:`open_run`): RGB Selective Search with the run's settings for a region
+    model, the image scaled to ``size`` px on its longer side (default: as the run trained)
+    and the labels back to the image's size."""
+    cfg = run.cfg
+    if size is not None:
+        if size < 1:
+            raise ValueError(f"size {size}: give the longer side in pixels, at least 1")
+        cfg = dataclasses.replace(cfg, image_size=size)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8[H, W, 3] RGB, got {image.dtype}{list(image.shape)}")
+    sample = Sample(image=image, label=np.zeros(image.shape[:2], np.int64), name="")
+    regions = selective_search(image, "rgb", **dataclasses.asdict(run.proposals)) if cfg.uses_regions else None
+    tensor, _, regions = prepare(sample, regions, cfg, flip=False, training=False)
+    device = next(run.model.parameters()).device
+    labels = run.model.predict(tensor.to(device), regions).cpu().numpy()
+    return resize_labels(labels, image.shape[:2]) if labels.shape != image.shape[:2] else labels
 
 
 def resize_labels(labels: np.ndarray, shape) -> np.ndarray:
