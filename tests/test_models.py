@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from rpl.models import E2S2, ModelConfig, mobilenet_v2, vgg16
+from rpl.ops import region_to_pixel
 from rpl.proposals import RegionSet
 
 
@@ -140,6 +141,32 @@ def test_regions_from_any_masks_go_through_the_model():
     scores.sum().backward()
     assert model.classifier.weight.grad.abs().sum() > 0
     assert model.predict(image, batch).shape == (64, 64)
+
+
+def test_labels_by_either_score_order():
+    """One image's region logits labelled by Eq. 1 (softmax, then the max) and by Eq. 3 (the
+    max over logits), each equal to the model of that order, the model's own order by default."""
+    torch.manual_seed(0)
+    eq1 = E2S2(mobilenet_v2(None), 4, ModelConfig("box", order="softmax-max", neck=8, head=16)).eval()
+    eq3 = E2S2(mobilenet_v2(None), 4, ModelConfig("box", neck=8, head=16)).eval()
+    eq3.load_state_dict(eq1.state_dict())
+    regions, image = tiny_regions(), torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        out = eq1.scores(eq1.features(image), regions)
+        # the whole-image region (3) confident in class 1, the others unsure between 2, 3 and 4
+        # but with the largest logit, 3: Eq. 3 labels every atom 2, Eq. 1 labels them 1
+        out.logits = torch.tensor([[0.0, 3, 2.9, 2.9]]).repeat(len(out.logits), 1)
+        out.logits[3] = torch.tensor([1.0, -9, -9, -9])
+        both = [out.labels(o) for o in ("softmax-max", "max-softmax")]
+        by_hand = [
+            (region_to_pixel(s, out.batch.membership).argmax(1) + 1)[out.batch.cells]
+            for s in (torch.softmax(out.logits, 1), out.logits)
+        ]
+    assert all(torch.equal(a, b) for a, b in zip(both, by_hand)) and not torch.equal(*both)
+    assert torch.equal(eq1.predict(image, regions), eq1.scores(eq1.features(image), regions).labels("softmax-max"))
+    assert torch.equal(eq3.predict(image, regions), eq1.scores(eq1.features(image), regions).labels("max-softmax"))
+    with pytest.raises(ValueError, match="order must be one of"):
+        out.labels("max")
 
 
 def test_bad_model_options():

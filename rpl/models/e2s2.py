@@ -262,6 +262,14 @@ class RegionScores:
     atoms: torch.Tensor
     winners: torch.Tensor | None = None
 
-    def labels(self) -> torch.Tensor:
-        """Label map (Tensor[H, W], classes 1..C): each pixel its atom's arg-max class."""
-        return (self.atoms.argmax(1) + 1)[self.batch.cells]
+    def labels(self, order: str | None = None) -> torch.Tensor:
+        """Label map (Tensor[H, W], classes 1..C): each pixel its atom's arg-max class. ``order``
+        labels by the other score order from the same region logits instead of the model's own
+        (``"softmax-max"``: Eq. 1, ``"max-softmax"``: Eq. 3; the baseline compares the two)."""
+        atoms = self.atoms
+        if order is not None:
+            if order not in ORDERS:
+                raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+            maxima = torch.softmax(self.logits, 1) if order == "softmax-max" else self.logits
+            atoms = region_to_pixel(maxima, self.batch.membership)
+        return (atoms.argmax(1) + 1)[self.batch.cells]
