@@ -11,6 +11,8 @@ from rpl import experiments
 from rpl.__main__ import main
 from rpl.experiments import EXPERIMENTS, reproduce, run_lock, run_names
 from rpl.report import paper, tables
+from rpl.report.claims import CLAIMS
+from rpl.report.claims import claims as verdicts_of
 from rpl.report.diagnostics import recipe_markdown
 from rpl.report.figures import FIGURES
 from rpl.runs import PRESETS, TrainConfig
@@ -81,7 +83,7 @@ def test_close_comparisons_have_two_seeds_and_three_where_the_committed_seeds_sp
     """Where the paper's difference is under 2 points, both sides run at least 2 seeds; 3 where
     the committed results of either side spread more than the paper's difference."""
     results = experiments.load_results(Path(__file__).parents[1] / "results")
-    for claim, key, row_a, row_b in tables.CLAIMS:
+    for claim, key, row_a, row_b in CLAIMS:
         a, b = tables.OURS[row_a], tables.OURS[row_b]
         published = paper.PAPER.get(row_a, {}).get(key, math.nan) - paper.PAPER.get(row_b, {}).get(key, math.nan)
         if abs(published) < 2:
@@ -96,7 +98,7 @@ def test_close_comparisons_have_two_seeds_and_three_where_the_committed_seeds_sp
 def test_every_paper_row_maps_to_an_experiment():
     for key, experiment in tables.OURS.items():
         assert experiment in EXPERIMENTS, key
-    for _, _, row_a, row_b in tables.CLAIMS:
+    for _, _, row_a, row_b in CLAIMS:
         a, b = tables.OURS[row_a], tables.OURS[row_b]
         assert a in EXPERIMENTS and b in EXPERIMENTS
 
@@ -192,14 +194,14 @@ def test_tables_and_claims_from_results_files(tmp_path):
     shown = tables.pretty(frames["Table 4"]).set_index("row")
     assert shown.loc["Free-form (region)", "ours"] == "42.0 (40.0–44.0)"
     assert shown.loc["Free-form (region)", "ours - paper"] == "-20.8"
-    verdicts = tables.claims(tables.load_results(tmp_path)).set_index("A")["reproduces"]
+    verdicts = verdicts_of(tables.load_results(tmp_path)).set_index("A")["reproduces"]
     assert verdicts["ablation_both-tied"] == "within noise"  # 42 vs 42, spread 4
-    claims = tables.claims(tables.load_results(tmp_path)).set_index("B")
+    claims = verdicts_of(tables.load_results(tmp_path)).set_index("B")
     assert claims.loc["ablation_box", "reproduces"] == "yes"  # +11.5 against a spread of 4
     assert claims.loc["ablation_softmax-max", "reproduces"] == "no"  # softmax first is better here
     assert claims.loc["ablation_superpixels", "reproduces"] == ""  # not run
     _write_result(tmp_path, "ablation_both-separate", 0.90)  # seeds 1 and 2 still missing: no verdict yet
-    claims = tables.claims(tables.load_results(tmp_path)).set_index("A")
+    claims = verdicts_of(tables.load_results(tmp_path)).set_index("A")
     assert claims.loc["ablation_both-separate", "ours A - B"] == "48.0"
     assert claims.loc["ablation_both-separate", "reproduces"] == ""
     text = tables.markdown(tmp_path)

@@ -1,0 +1,126 @@
+"""The paper's comparisons (A above B in the paper) and whether ours reproduce them: each
+difference here and there, with the seeds' spread, from the rows of :mod:`rpl.report.tables`."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .paper import PAPER
+from .tables import MEASURE_NAMES, OURS, _cell, _ours
+
+__all__ = ["CLAIMS", "claims"]
+
+NaN = math.nan
+
+# The paper's comparisons: (claim, measure, row A, row B); our experiments and the paper's
+# numbers are those of the rows (OURS, PAPER).
+CLAIMS = (
+    (
+        "balanced loss raises class accuracy",
+        "class_accuracy",
+        ("Table 1", "Ours, balanced loss"),
+        ("Table 1", "Ours, unbalanced loss"),
+    ),
+    (
+        "unbalanced loss raises global accuracy",
+        "global_accuracy",
+        ("Table 1", "Ours, unbalanced loss"),
+        ("Table 1", "Ours, balanced loss"),
+    ),
+    (
+        "free-form beats box pooling (Table 4)",
+        "class_accuracy",
+        ("Table 4", "Free-form (region)"),
+        ("Table 4", "Box (bbox)"),
+    ),
+    (
+        "region + box (tied) beats free-form (Table 4)",
+        "class_accuracy",
+        ("Table 4", "Region + box, tied"),
+        ("Table 4", "Free-form (region)"),
+    ),
+    (
+        "separate beats tied weights (Table 4)",
+        "class_accuracy",
+        ("Table 4", "Region + box, separate"),
+        ("Table 4", "Region + box, tied"),
+    ),
+    (
+        "free-form regions beat purely rectangular ones (Table 4)",
+        "class_accuracy",
+        ("Table 4", "Free-form (region)"),
+        ("Table 4", "Purely rectangular"),
+    ),
+    (
+        "end to end beats the baseline, both box pooling (Sec. 4.3)",
+        "global_accuracy",
+        ("Sec. 4.3", "End to end, box pooling"),
+        ("Sec. 4.3", "Baseline, box pooling"),
+    ),
+    (
+        "max before softmax beats softmax before max (Sec. 4.3)",
+        "class_accuracy",
+        ("Table 1", "Ours, balanced loss"),
+        ("Sec. 4.3", "Softmax before max"),
+    ),
+    (
+        "overlapping regions beat non-overlapping ones (Sec. 4.3)",
+        "class_accuracy",
+        ("Sec. 4.3", "Overlapping regions (Selective Search)"),
+        ("Sec. 4.3", "Non-overlapping regions (superpixels)"),
+    ),
+    ("ours beats FCN at boundaries (Table 3)", "boundary_class_accuracy", ("Table 3", "Ours"), ("Table 3", "FCN-16s")),
+    ("ours beats FCN on all pixels (Table 3)", "class_accuracy", ("Table 3", "Ours"), ("Table 3", "FCN-16s")),
+    (
+        "ours beats the FCN with our balanced loss at boundaries (like for like)",
+        "boundary_class_accuracy",
+        ("Table 3", "Ours"),
+        ("Table 3", "FCN-16s, balanced loss (like for like)"),
+    ),
+    (
+        "ours beats the FCN with our balanced loss on all pixels (like for like)",
+        "class_accuracy",
+        ("Table 3", "Ours"),
+        ("Table 3", "FCN-16s, balanced loss (like for like)"),
+    ),
+)
+
+
+def claims(results: dict) -> pd.DataFrame:
+    """Each comparison the paper makes, its difference there and here (A - B, points).
+
+    Every claim is phrased so that the paper finds A above B; the two like-for-like rows (ours
+    against the FCN with our balanced loss) have no paper number, the paper's FCN being read as
+    the unbalanced one. ``reproduces`` is "yes" when ours
+    is too and, where either side has several seeds, by more than the larger of the two seed
+    ranges; "no" when B is above A by more than that; "within noise" otherwise; empty until
+    every seed of both sides has run."""
+    records = []
+    for claim, key, row_a, row_b in CLAIMS:
+        a, b = OURS[row_a], OURS[row_b]
+        paper = PAPER.get(row_a, {}).get(key, NaN) - PAPER.get(row_b, {}).get(key, NaN)
+        ours_a, ours_b = _ours(results, a, key), _ours(results, b, key)
+        diff = ours_a["ours"] - ours_b["ours"]
+        ranges = (ours_a["ours_max"] - ours_a["ours_min"], ours_b["ours_max"] - ours_b["ours_min"])
+        noise = max((r for r in ranges if not math.isnan(r)), default=0.0)
+        if not (ours_a["complete"] and ours_b["complete"]):
+            verdict = ""
+        elif abs(diff) <= noise:
+            verdict = "within noise"
+        else:
+            verdict = "yes" if diff > 0 else "no"
+        records.append(
+            {
+                "claim": claim,
+                "measure": MEASURE_NAMES[key],
+                "paper A - B": _cell(paper),
+                "ours A - B": _cell(diff),
+                "seed range": _cell(noise) if noise else "",
+                "reproduces": verdict,
+                "A": a,
+                "B": b,
+            }
+        )
+    return pd.DataFrame.from_records(records)
