@@ -195,6 +195,13 @@ EXPERIMENTS = {
             description="softmax before the max (Eq. 1 inside the end-to-end model)",
         ),
         Experiment(
+            "ablation_box-unbalanced",
+            "ablation",
+            ("pooling=box", "loss=unbalanced"),
+            description="end to end, box pooling, unbalanced loss: the paper reports global accuracy from "
+            "the unbalanced loss (Table 1), and the baseline's region loss is unweighted too",
+        ),
+        Experiment(
             "ablation_superpixels",
             "ablation",
             ("regions=superpixels",),
