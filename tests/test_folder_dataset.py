@@ -94,9 +94,10 @@ def test_a_run_refuses_a_data_set_whose_classes_changed(tmp_path):
         evaluate(tmp_path / "run", cache_root=tmp_path / "cache", progress=False)
 
 
-def test_train_takes_a_data_set_object(tmp_path, real_siftflow):
+def test_train_takes_a_data_set_object(tmp_path):
     """A data set built in Python (no classes.txt, no split lists): trained on, evaluated on the
-    images one passes, refused where the run's configuration would open another data set."""
+    images one passes, refused where the run's configuration would open another data set (before
+    opening it: SIFT Flow is not under the data root here) and when resumed on other images."""
     from rpl.runs import PRESETS, evaluate, open_run, predict_image, train
 
     root = write_folder(tmp_path / "scenes", splits=False)
@@ -111,7 +112,16 @@ def test_train_takes_a_data_set_object(tmp_path, real_siftflow):
     metrics = evaluate(tmp_path / "run", dataset=scenes, images=2, **common)
     assert metrics["images"] == 2 and metrics["all"]["pixels"] > 0 and not (tmp_path / "run" / "metrics.json").exists()
     with pytest.raises(ValueError, match=r"trained on the data set 'folder-scenes-.*', not on 'siftflow'"):
-        evaluate(tmp_path / "run", data_root=real_siftflow.parent, **common)  # the config names siftflow
+        evaluate(tmp_path / "run", data_root=tmp_path / "no-data", **common)  # the config names siftflow
+    other = write_folder(tmp_path / "other", splits=False)
+    with pytest.raises(ValueError, match=r"trained on the data set 'folder-scenes-.*', not on 'folder-other-.*'"):
+        train(
+            cfg,
+            tmp_path / "run",
+            resume=True,
+            dataset=ImageFolder(other / "images", other / "labels", CLASSES),
+            **common,
+        )
     image = scenes[1].image[:, :37]  # any size: labels of the image's own
     for size in (None, 24):
         labels = predict_image(run, image, size=size)

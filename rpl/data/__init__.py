@@ -7,7 +7,7 @@ from .base import Sample, SegmentationDataset, data_root
 from .download import SOURCES, DownloadError, fetch
 from .folder import ImageFolder, is_dataset_folder
 from .pascal_context import PASCAL_CONTEXT_CLASSES, PascalContext
-from .registry import DATASETS, check_dataset, dataset_card, open_dataset
+from .registry import DATASETS, check_dataset, dataset_card, dataset_key, open_dataset
 from .siftflow import SIFTFLOW_CLASSES, SiftFlow, scene_category
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "open_dataset",
     "dataset_card",
     "check_dataset",
+    "dataset_key",
     "fetch",
     "SOURCES",
     "DownloadError",

@@ -133,8 +133,14 @@ class ImageFolder(SegmentationDataset):
     def key(self) -> str:
         """Names this data set's images in caches: the resolved images folder, hashed (two
         folders that both hold an ``0001.jpg`` never share proposals)."""
-        digest = hashlib.sha1(str(self.image_dir.resolve()).encode()).hexdigest()[:12]
-        return f"folder-{self.image_dir.resolve().parent.name}-{digest}"
+        return self.key_of(self.image_dir)
+
+    @staticmethod
+    def key_of(image_dir: str | os.PathLike) -> str:
+        """The :attr:`key` of the images in ``image_dir``, without reading them."""
+        image_dir = Path(image_dir).resolve()
+        digest = hashlib.sha1(str(image_dir).encode()).hexdigest()[:12]
+        return f"folder-{image_dir.parent.name}-{digest}"
 
     def image_path(self, name: str) -> Path:
         return self._images[name]

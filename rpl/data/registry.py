@@ -16,7 +16,7 @@ from .folder import ImageFolder, is_dataset_folder
 from .pascal_context import PASCAL_CONTEXT_CLASSES, PascalContext
 from .siftflow import SIFTFLOW_CLASSES, SiftFlow
 
-__all__ = ["DATASETS", "DatasetCard", "open_dataset", "dataset_card", "check_dataset"]
+__all__ = ["DATASETS", "DatasetCard", "open_dataset", "dataset_card", "check_dataset", "dataset_key"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,15 @@ def dataset_card(dataset: str) -> DatasetCard:
         return DATASETS[dataset]
     classes = ImageFolder.from_dir(dataset).classes
     return DatasetCard(ImageFolder, "train", "test", tuple(classes))
+
+
+def dataset_key(dataset: str) -> str:
+    """The :attr:`~rpl.data.SegmentationDataset.key` of a registered name or data set folder,
+    without opening it (its data need not be there)."""
+    dataset = check_dataset(dataset)
+    if dataset in DATASETS:
+        return DATASETS[dataset].cls.__name__.lower()
+    return ImageFolder.key_of(Path(dataset) / "images")
 
 
 def open_dataset(dataset: str, split: str = "train", root: str | os.PathLike | None = None):

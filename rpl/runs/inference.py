@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data import Sample, dataset_card
+from ..data import Sample, dataset_card, dataset_key
 from ..files import write_json
 from ..metrics import ConfusionMatrix, boundary_mask
 from ..proposals import ProposalCache, ProposalConfig, selective_search
@@ -77,12 +77,12 @@ def check_classes(recorded, dataset) -> None:
         )
 
 
-def _check_trained_on(key: str | None, dataset) -> None:
-    """ValueError if a run trained on other images than ``dataset``'s (a data set object given
-    to ``train``, which its configuration cannot name)."""
-    if key is not None and key != dataset.key:
+def _check_trained_on(key: str | None, named: str) -> None:
+    """ValueError if a run trained on other images (a data set object given to ``train``, which
+    its configuration cannot name) than the data set of key ``named`` that its configuration names."""
+    if key is not None and key != named:
         raise ValueError(
-            f"the run was trained on the data set {key!r}, not on {dataset.key!r} (which its configuration "
+            f"the run was trained on the data set {key!r}, not on {named!r} (which its configuration "
             "names): pass its test images, evaluate(run, dataset=<data set object or folder>)"
         )
 
@@ -122,8 +122,9 @@ def describe_dataset(dataset) -> dict:
 
 
 def _described(state: dict) -> dict:
-    """A checkpoint's ``dataset``, ``classes`` and ``proposals`` (a ProposalConfig); for one saved
-    before checkpoints held them, its registered data set's."""
+    """A checkpoint's ``dataset``, ``classes``, ``proposals`` (a ProposalConfig) and ``key`` (of
+    the data set it trained on); for one saved before checkpoints held them, its registered data
+    set's classes and proposals, and key None."""
     dataset = state["config"]["dataset"]
     if "classes" in state:
         classes, proposals = state["classes"], state["proposals"]
@@ -197,10 +198,10 @@ def evaluate(
     own = dataset is None
     if isinstance(dataset, str):
         cfg = dataclasses.replace(cfg, dataset=dataset)
+    if own:  # before opening it: the data set the configuration names may not be here
+        _check_trained_on(opened.dataset_key, dataset_key(cfg.dataset))
     if dataset is None or isinstance(dataset, str):
         dataset = training_images(cfg, data_root) if split == "train" else load_dataset(cfg, split, data_root)
-        if own:
-            _check_trained_on(opened.dataset_key, dataset)
     else:  # a data set object: the images to evaluate, whatever the split
         dataset = copy.copy(dataset)  # subset() below cuts its names
     check_classes(opened.classes, dataset)

@@ -128,7 +128,7 @@ def train(
     """Train a model; returns the summary written to ``out/train.json``. ``keep_epochs`` also
     keeps every epoch's checkpoint, as ``out/epochs/epoch<n>.pt`` (for a learning curve:
     :func:`rpl.report.diagnostics.learning_curve`). ``dataset``: a data set object to train on
-    (all its images, e.g. ``rpl.data.ImageFolder(images, labels, classes)``) instead of the
+    (all its images, or ``cfg.train_images`` of them when set; e.g. ``rpl.data.ImageFolder(images, labels, classes)``) instead of the
     training split of ``cfg.dataset``; the run records its key, classes and proposal settings,
     and is evaluated with ``evaluate(run, dataset=<its test images>)``.
 
@@ -228,6 +228,11 @@ def _train(
         if changed:
             raise ValueError(f"{checkpoint} was trained with another configuration ({changed})")
         check_classes(state.get("classes"), dataset)
+        if state.get("dataset_key") not in (None, dataset.key):
+            raise ValueError(
+                f"{checkpoint} was trained on the data set {state['dataset_key']!r}, not on {dataset.key!r}: "
+                "resume it on the same images"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
         start_epoch, seconds = state["epoch"], state["seconds"]
