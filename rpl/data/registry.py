@@ -66,7 +66,8 @@ def dataset_key(dataset: str) -> str:
     without opening it (its data need not be there)."""
     dataset = check_dataset(dataset)
     if dataset in DATASETS:
-        return DATASETS[dataset].cls.__name__.lower()
+        cls = DATASETS[dataset].cls
+        return cls.key if isinstance(cls.key, str) else cls.__name__.lower()  # a class's own, or the default
     return ImageFolder.key_of(Path(dataset) / "images")
 
 
