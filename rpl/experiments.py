@@ -245,6 +245,14 @@ EXPERIMENTS |= {
             "fits its training images at 50% class accuracy",
         ),
         Experiment(
+            "e2s2_cpu_dropout0",
+            "cpu",
+            ("dropout=0",),
+            group="diagnosis",
+            description="the cpu preset without dropout after fc6 and fc7 (randomly initialised, where the "
+            "authors' come from ImageNet)",
+        ),
+        Experiment(
             "e2s2_cpu_head-epochs",
             "cpu",
             (*_FREE_FORM, "epochs=5", "head_epochs=2"),
