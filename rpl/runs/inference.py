@@ -77,14 +77,18 @@ def check_classes(recorded, dataset) -> None:
         )
 
 
-def _check_trained_on(key: str | None, named: str) -> None:
-    """ValueError if a run trained on other images (a data set object given to ``train``, which
-    its configuration cannot name) than the data set of key ``named`` that its configuration names."""
-    if key is not None and key != named:
-        raise ValueError(
-            f"the run was trained on the data set {key!r}, not on {named!r} (which its configuration "
-            "names): pass its test images, evaluate(run, dataset=<data set object or folder>)"
-        )
+def check_trained_on(
+    key: str | None,
+    other: str,
+    what: str = "the run",
+    remedy: str = "(which its configuration names): pass its test images, evaluate(run, dataset=<data set object "
+    "or folder>)",
+) -> None:
+    """ValueError if a run (``what``) recorded that it trained on the data set of key ``key`` (a
+    data set object given to ``train``, which its configuration cannot name) and ``other`` is
+    another data set's key; checkpoints without a key pass."""
+    if key is not None and key != other:
+        raise ValueError(f"{what} was trained on the data set {key!r}, not on {other!r} {remedy}")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -199,7 +203,7 @@ def evaluate(
     if isinstance(dataset, str):
         cfg = dataclasses.replace(cfg, dataset=dataset)
     if own:  # before opening it: the data set the configuration names may not be here
-        _check_trained_on(opened.dataset_key, dataset_key(cfg.dataset))
+        check_trained_on(opened.dataset_key, dataset_key(cfg.dataset))
     if dataset is None or isinstance(dataset, str):
         dataset = training_images(cfg, data_root) if split == "train" else load_dataset(cfg, split, data_root)
     else:  # a data set object: the images to evaluate, whatever the split

@@ -30,7 +30,7 @@ from ..files import FileLock, atomic, remove_temporaries, write_json, write_text
 from ..proposals import ProposalCache
 from .config import TrainConfig, build_model, config_differences
 from .frozen import FrozenFeatures
-from .inference import check_classes, describe_dataset, read_checkpoint
+from .inference import check_classes, check_trained_on, describe_dataset, read_checkpoint
 from .prepare import load_dataset, prepare, subset
 
 
@@ -128,8 +128,8 @@ def train(
     """Train a model; returns the summary written to ``out/train.json``. ``keep_epochs`` also
     keeps every epoch's checkpoint, as ``out/epochs/epoch<n>.pt`` (for a learning curve:
     :func:`rpl.report.diagnostics.learning_curve`). ``dataset``: a data set object to train on
-    (all its images, or ``cfg.train_images`` of them when set; e.g. ``rpl.data.ImageFolder(images, labels, classes)``) instead of the
-    training split of ``cfg.dataset``; the run records its key, classes and proposal settings,
+    (all its images, or ``cfg.train_images`` of them when set; e.g.
+    ``rpl.data.ImageFolder(images, labels, classes)``) instead of the training split of ``cfg.dataset``; the run records its key, classes and proposal settings,
     and is evaluated with ``evaluate(run, dataset=<its test images>)``.
 
     Under ``torchrun --nproc-per-node N`` each step's ``images_per_step`` images are shared
@@ -228,11 +228,7 @@ def _train(
         if changed:
             raise ValueError(f"{checkpoint} was trained with another configuration ({changed})")
         check_classes(state.get("classes"), dataset)
-        if state.get("dataset_key") not in (None, dataset.key):
-            raise ValueError(
-                f"{checkpoint} was trained on the data set {state['dataset_key']!r}, not on {dataset.key!r}: "
-                "resume it on the same images"
-            )
+        check_trained_on(state.get("dataset_key"), dataset.key, str(checkpoint), "(resume it on the same images)")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
         start_epoch, seconds = state["epoch"], state["seconds"]
