@@ -264,6 +264,65 @@ EXPERIMENTS |= {
 }
 
 
+# Why the backbone tunes badly through the region layers: each frozen row (the ablation preset,
+# 10 epochs) has a fine-tuned partner (the cpu preset, 5 epochs) or a frozen FCN beside it. The
+# region rows are the cpu preset's model (region + box, separate weights) with one thing changed.
+_SEPARATE = ("pooling=both", "combine=separate")
+_LINEAR_1X1 = ("neck=0", "head=0", "bins=1")  # pooled features straight to the classifier
+_HEADS = (
+    ("linear-1x1", _LINEAR_1X1, "no neck, no fc layers: each region's max per channel, then the classifier"),
+    ("imagenet-1280", ("neck=1280", "neck_init=imagenet", "head=0", "bins=1"),
+     "MobileNetV2's own ImageNet 1x1 convolution to 1280 channels as the neck, then each region's max per "
+     "channel and the classifier"),
+    ("levels-2", ("levels=2",), "the region layers read the stride-8 features too (pooled at stride 8)"),
+)  # fmt: skip
+EXPERIMENTS |= {
+    e.name: e
+    for e in (
+        Experiment(
+            "frozen_fcn",
+            "ablation",
+            ("model=fcn",),
+            group="diagnosis",
+            description="the FCN on the frozen backbone: its two 1x1 classifiers alone (a linear probe with "
+            "the stride-8 skip)",
+        ),
+        Experiment(
+            "frozen_fcn_no-skip",
+            "ablation",
+            ("model=fcn", "fcn_skip=false"),
+            group="diagnosis",
+            description="the FCN on the frozen backbone without its skip: one 1x1 classifier at stride 16",
+        ),
+        Experiment(
+            "fcn_cpu_no-skip",
+            "cpu",
+            ("model=fcn", "fcn_skip=false"),
+            group="diagnosis",
+            description="the fine-tuned FCN without its stride-8 skip",
+        ),
+        *(
+            Experiment(f"frozen_{name}", "ablation", (*_SEPARATE, *changes), group="diagnosis", description=what)
+            for name, changes, what in _HEADS
+        ),
+        *(
+            Experiment(f"e2s2_cpu_{name}", "cpu", changes, group="diagnosis", description=what)
+            for name, changes, what in _HEADS
+        ),
+        *(
+            Experiment(
+                f"e2s2_cpu_lr{rate}",
+                "cpu",
+                (f"lr={rate}", f"head_lr_mult={3e-3 / float(rate):g}"),
+                group="diagnosis",
+                description=f"the cpu preset with the backbone at {rate} (the layers after it at 3e-3, as the preset)",
+            )
+            for rate in ("1e-4", "3e-5")
+        ),
+    )
+}
+
+
 def run_names(quick: bool = False, groups=None) -> list[str]:
     """Every run of :data:`EXPERIMENTS` (of ``groups``, default all) in the order ``reproduce``
     takes them."""

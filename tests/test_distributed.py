@@ -99,7 +99,10 @@ def test_bf16_training_runs_and_bad_precision_is_refused(env):
         PRESETS["quick"].with_overrides(["precision=fp8"])
 
 
-@pytest.mark.parametrize("options", [[], ["model=fcn"], ["freeze_backbone=true"]])
+@pytest.mark.parametrize(
+    "options",
+    [[], ["model=fcn"], ["freeze_backbone=true"], ["model=fcn", "freeze_backbone=true"], ["freeze_backbone=true", "levels=2"]],
+)
 def test_a_step_through_the_backbone_in_one_batch_equals_one_image_at_a_time(env, options):
     """The step's images share one backbone pass; losses and gradients (dropout included, seeded
     per image) equal the one-image-at-a-time sums up to float rounding."""
@@ -115,7 +118,9 @@ def test_a_step_through_the_backbone_in_one_batch_equals_one_image_at_a_time(env
         proposals = None if cfg.model == "fcn" else cache.get(sample.name, "rgb")
         items.append((*prepare(sample, proposals, cfg, flip, training=True), 1000 + index))
     images, labels, regions, seeds = (list(x) for x in zip(*items))
-    cached = [model.backbone(image).detach() for image in images] if cfg.freeze_backbone else None
+    cached = None
+    if cfg.freeze_backbone:
+        cached = [tuple(o.detach() for o in model.backbone.outputs(image, cfg.reads_skip)) for image in images]
     step = _TrainingStep(model, cfg, weights)
     params = [p for p in model.parameters() if p.requires_grad]
 

@@ -183,13 +183,13 @@ def test_the_frozen_preset_takes_images_of_several_sizes(tmp_path):
     model = build_model(cfg, len(CLASSES)).eval()
     train = ImageFolder.from_dir(root, "train")
     frozen = FrozenFeatures(model, train, cfg, cache_root=tmp_path / "cache", progress=False)
-    assert frozen.grids is not None and len({tuple(g) for g in frozen.grids}) == 2
+    assert frozen.grids[0] is not None and len({tuple(g) for g in frozen.grids[0]}) == 2
     again = FrozenFeatures(model, train, cfg, cache_root=tmp_path / "cache", progress=False)  # read back
     for index in range(len(train)):
         for flip in (False, True):
             with torch.no_grad():
                 expected = model.backbone(prepare(train[index], None, cfg, flip, training=False)[0])
-            torch.testing.assert_close(frozen[index, flip], expected)
-            torch.testing.assert_close(again[index, flip], expected)
+            torch.testing.assert_close(frozen[index, flip], (expected,))
+            torch.testing.assert_close(again[index, flip], (expected,))
     run = tmp_path / "run"
     assert main(train_args(root, run, tmp_path / "cache", "freeze_backbone=true")) == 0

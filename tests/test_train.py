@@ -314,7 +314,7 @@ def test_frozen_backbone_trains_head_only_on_cached_features(env):
     assert cached.path.is_file() and not list(cached.path.parent.glob("*.tmp"))  # no temporary left
     with torch.no_grad():
         image = prepare(dataset[2], None, cfg, True, training=False)[0]
-        assert torch.allclose(cached[2, True], model.backbone(image), atol=1e-4, rtol=1e-4)
+        assert torch.allclose(cached[2, True][0], model.backbone(image), atol=1e-4, rtol=1e-4)
     assert evaluate(env / "run", progress=False)["images"] == 2
 
 

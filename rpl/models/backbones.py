@@ -16,10 +16,11 @@ import os
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-__all__ = ["Backbone", "mobilenet_v2", "vgg16", "WEIGHTS_ENV"]
+__all__ = ["Backbone", "mobilenet_v2", "resample_cells", "vgg16", "WEIGHTS_ENV"]
 
 WEIGHTS_ENV = "RPL_WEIGHTS"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -33,8 +34,10 @@ class Backbone(nn.Module):
 
     ``offset`` is the pixel on which feature cell 0 is centred (cell i: ``offset + i·stride``),
     measured from the receptive fields: 0 for MobileNetV2, whose stride-2 convolutions are
-    padded, 7.5 for VGG-16, whose 2x2 max pools are not. ``fc_init`` (VGG-16 only) holds
-    ImageNet fc6/fc7 weights for the region head, as the authors initialised theirs.
+    padded, 7.5 for VGG-16, whose 2x2 max pools are not. ``fc_init`` holds the ImageNet layers
+    that followed the trunk, for the region head: VGG-16's fc6/fc7 (``"fc6"``, ``"fc7"``, as
+    the authors initialised theirs), MobileNetV2's last 1x1 convolution to 1280 channels with
+    its batch norm folded in (``"conv1280"``, a ``Conv2d`` state dict).
     """
 
     def __init__(
@@ -81,6 +84,34 @@ class Backbone(nn.Module):
         """(stride/2 features, output features), for the FCN comparison's skip."""
         skip = self.body[: self.skip_index]((images - self.mean) / self.std)
         return skip, self.body[self.skip_index :](skip)
+
+    def outputs(self, images: torch.Tensor, skip: bool) -> tuple:
+        """What a model reads of the backbone: ``(features,)``, or with ``skip``
+        ``(stride/2 features, features)`` (:meth:`forward_with_skip`)."""
+        return self.forward_with_skip(images) if skip else (self(images),)
+
+
+def resample_cells(
+    x: torch.Tensor, stride: float, offset: float, size, out_stride: float = 1.0, out_offset: float = 0.0
+) -> torch.Tensor:
+    """Bilinear resampling of a map whose cell i is centred on pixel ``offset + i·stride`` onto a
+    grid of ``size`` (h, w) cells centred on ``out_offset + j·out_stride`` (default: the image's
+    pixels); beyond the outermost centres the border value holds.
+
+    Onto the pixels (the defaults) with ``size`` = stride × the map's size,
+    ``F.interpolate(align_corners=False)`` is the special case ``offset = (stride - 1) / 2``
+    (VGG-16's unpadded pooling); MobileNetV2's padded stride-2 convolutions centre cell i on
+    pixel ``i·stride`` instead (``Backbone.offset``).
+    """
+
+    def axis(n_in, n_out):  # float32 coordinates: bf16 holds integers exactly only up to 256
+        u = (out_offset + out_stride * torch.arange(n_out, dtype=torch.float32, device=x.device) - offset) / stride
+        return 2 * u / max(n_in - 1, 1) - 1 if n_in > 1 else torch.zeros_like(u)
+
+    gy, gx = axis(x.shape[-2], size[0]), axis(x.shape[-1], size[1])
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).expand(x.shape[0], -1, -1, -1)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(x.dtype)
 
 
 def _local_weights(filename: str) -> Path | None:
@@ -137,7 +168,17 @@ def mobilenet_v2(weights: str | None = "imagenet", output_stride: int = 16) -> B
             depthwise.dilation, depthwise.padding = (rate, rate), (rate, rate)
         dilation *= 2
     skip = (7, 32) if output_stride == 16 else (4, 24)  # the FCN's skip: half the output stride
-    return Backbone(body, 320, output_stride, "mobilenet_v2", skip=skip)
+    fc_init = {"conv1280": _folded(net.features[18])} if weights == "imagenet" else None
+    return Backbone(body, 320, output_stride, "mobilenet_v2", fc_init=fc_init, skip=skip)
+
+
+def _folded(block: nn.Sequential) -> dict:
+    """The state dict of one ``Conv2d`` equal to a (bias-free) convolution followed by its
+    batch norm in inference mode (the activation after them is left out)."""
+    conv, bn = block[0], block[1]
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    weight = conv.weight * scale.view(-1, 1, 1, 1)
+    return {"weight": weight.detach().clone(), "bias": (bn.bias - bn.running_mean * scale).detach().clone()}
 
 
 def vgg16(weights: str | None = "imagenet") -> Backbone:

@@ -1,8 +1,9 @@
 """The end-to-end region-based model (Fig. 2c, Fig. 3) and the region classification baseline
 (Fig. 2b) share this network; they differ in pooling, loss and how pixels get labels.
 
-image -> backbone (stride 16, or 8) -> [1x1 neck] -> ROI pooling per region (free-form and/or box, 7x7)
-      -> fc6, fc7 (ReLU, dropout 0.5) -> classifier: region scores S[R, C]
+image -> backbone (stride 16, or 8) [+ its stride/2 features] -> [1x1 neck] -> ROI pooling per
+      region (free-form and/or box, 7x7 bins) -> [fc6, fc7 (ReLU, dropout 0.5)] -> classifier:
+      region scores S[R, C]
       -> region-to-pixel (Eq. 3; or Eq. 1: softmax first) -> atom scores [A, C]
 """
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from ..ops import free_form_roi_pool, region_to_pixel
-from .backbones import Backbone
+from .backbones import Backbone, resample_cells
 
 __all__ = ["E2S2", "ModelConfig", "RegionBatch", "RegionScores"]
 
@@ -25,7 +26,7 @@ COMBINES = ("tied", "separate")
 ORDERS = ("max-softmax", "softmax-max")
 MASKS = ("cells", "bins")
 ALIGNMENTS = ("centred", "legacy")
-POOLED = (7, 7)  # bins per region, as Fast R-CNN and the paper
+NECK_INITS = ("random", "imagenet")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,16 @@ class ModelConfig:
     order: ``max-softmax`` (Eq. 3: region-to-pixel on logits) or ``softmax-max`` (Eq. 1).
     neck: channels of a 1x1 convolution before pooling (0: none) — keeps the fc6 input small
         for the cpu preset; the paper has none.
-    head: width of fc6 and fc7 (VGG-16: 4096).
+    neck_init: ``random`` (a new convolution, ReLU) or ``imagenet``: MobileNetV2's own last
+        layer (its 1x1 convolution to 1280 channels, batch norm folded in, ReLU6), the layer
+        ImageNet's classifier read; needs ``neck=1280``.
+    head: width of fc6 and fc7 (VGG-16: 4096); 0: no fc layers, the classifier reads the
+        pooled features (a linear head).
+    bins: the pooled grid per region is bins x bins (the paper and Fast R-CNN: 7; 1: one max
+        per channel over the region).
+    levels: 1 (pool the backbone's output, stride 16) or 2 (also its stride/2 features, as the
+        FCN's skip: the output resampled onto the stride/2 grid and concatenated with them, so
+        the regions are pooled at stride 8).
     mask: how free-form pooling leaves out what is not the region: ``cells`` (Eq. 6-7 read
         literally: each bin's max over its feature cells inside the region) or ``bins`` (the
         authors' code: box pooling, then the bins outside the region's box-relative 7x7 mask
@@ -56,6 +66,9 @@ class ModelConfig:
     dropout: float = 0.5
     mask: str = "cells"
     alignment: str = "centred"
+    bins: int = 7
+    levels: int = 1
+    neck_init: str = "random"
 
     def __post_init__(self):
         for name, value, allowed in (
@@ -64,9 +77,18 @@ class ModelConfig:
             ("order", self.order, ORDERS),
             ("mask", self.mask, MASKS),
             ("alignment", self.alignment, ALIGNMENTS),
+            ("neck_init", self.neck_init, NECK_INITS),
+            ("levels", self.levels, (1, 2)),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not isinstance(self.bins, int) or self.bins < 1:
+            raise ValueError(f"bins must be an integer >= 1 (pooled bins per side), got {self.bins!r}")
+        if self.neck_init == "imagenet" and (self.neck != 1280 or self.levels != 1):
+            raise ValueError(
+                "neck_init=imagenet is MobileNetV2's 1x1 convolution from its 320 output channels to 1280: "
+                f"it needs neck=1280 and levels=1, got neck={self.neck}, levels={self.levels}"
+            )
 
 
 @dataclass
@@ -158,56 +180,73 @@ class E2S2(nn.Module):
         self.backbone = backbone
         self.config = config
         self.num_classes = num_classes
-        channels = backbone.out_channels
+        self.pooled = (config.bins, config.bins)
+        # the map ROI pooling reads: the backbone's output, or with levels=2 its stride/2 grid
+        self.stride = backbone.stride if config.levels == 1 else backbone.stride // 2
+        self.offset = backbone.offset if config.levels == 1 else backbone.skip_offset
+        channels = backbone.out_channels + (backbone.skip_channels if config.levels == 2 else 0)
         self.neck = None
         if config.neck:
-            self.neck = nn.Sequential(nn.Conv2d(channels, config.neck, 1), nn.ReLU(inplace=True))
+            conv = nn.Conv2d(channels, config.neck, 1)
+            if config.neck_init == "imagenet":
+                if not backbone.fc_init or "conv1280" not in backbone.fc_init or channels != 320:
+                    raise ValueError("neck_init=imagenet needs the ImageNet MobileNetV2 backbone (weights=imagenet)")
+                conv.load_state_dict(backbone.fc_init["conv1280"])
+            relu = nn.ReLU6(inplace=True) if config.neck_init == "imagenet" else nn.ReLU(inplace=True)
+            self.neck = nn.Sequential(conv, relu)
             channels = config.neck
-        pooled = (
-            channels * POOLED[0] * POOLED[1] * (2 if config.pooling == "both" and config.combine == "separate" else 1)
-        )
-        self.head = _Head(pooled, config.head, config.dropout)
-        self.classifier = nn.Linear(config.head, num_classes)
+        pooled = channels * config.bins**2 * (2 if config.pooling == "both" and config.combine == "separate" else 1)
+        self.head = _Head(pooled, config.head, config.dropout) if config.head else nn.Flatten()
+        self.classifier = nn.Linear(config.head or pooled, num_classes)
         nn.init.normal_(self.classifier.weight, std=0.01)  # the paper: new classifier ~ N(0, 0.01²)
         nn.init.zeros_(self.classifier.bias)
-        if backbone.fc_init is not None and not config.neck and pooled == 25088 and config.head == 4096:
+        vgg_fc = backbone.fc_init is not None and "fc6" in backbone.fc_init
+        if vgg_fc and not config.neck and pooled == 25088 and config.head == 4096:
             self.head.fc6.load_state_dict(backbone.fc_init["fc6"])
             self.head.fc7.load_state_dict(backbone.fc_init["fc7"])
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.project(self.backbone(images))
+        """What ROI pooling reads (Tensor[N, C', h, w]) from images (Tensor[N, 3, H, W] in 0..1)."""
+        return self.from_backbone(self.backbone.outputs(images, self.config.levels == 2))
 
-    def project(self, backbone_features: torch.Tensor) -> torch.Tensor:
-        """The neck (if any) on backbone features: what ROI pooling reads."""
-        return self.neck(backbone_features) if self.neck is not None else backbone_features
+    def from_backbone(self, outputs: tuple) -> torch.Tensor:
+        """What ROI pooling reads, from what the backbone gave
+        (:meth:`~rpl.models.backbones.Backbone.outputs`, with the skip when ``levels=2``): the
+        levels joined on the stride/2 grid, then the neck (if any)."""
+        x = outputs[-1]
+        if self.config.levels == 2:
+            b, skip = self.backbone, outputs[0]
+            deep = resample_cells(x, b.stride, b.offset, skip.shape[-2:], self.stride, self.offset)
+            x = torch.cat([deep, skip], 1)
+        return self.neck(x) if self.neck is not None else x
 
     def region_batch(self, regions, feature_shape, batch_index: int = 0) -> RegionBatch:
         """The :class:`RegionBatch` of a :class:`~rpl.proposals.RegionSet` on this model's
         feature map of ``feature_shape`` (h, w): its stride, cell centres and mask kind."""
-        bins = POOLED if self.config.mask == "bins" and self.config.pooling != "box" else None
+        bins = self.pooled if self.config.mask == "bins" and self.config.pooling != "box" else None
         return RegionBatch.from_regions(
             regions,
-            self.backbone.stride,
+            self.stride,
             feature_shape,
             batch_index,
-            offset=self.backbone.offset,
+            offset=self.offset,
             bins=bins,
             alignment=self.config.alignment,
         )
 
     def region_scores(self, features: torch.Tensor, regions: RegionBatch) -> torch.Tensor:
         """S[R, C]: logits of every region."""
-        scale = 1.0 / self.backbone.stride
+        scale, size = 1.0 / self.stride, self.pooled
         pooling, mask = self.config.pooling, self.config.mask
         if pooling in ("box", "both") or mask == "bins":
-            box = free_form_roi_pool(features, regions.boxes, torch.ones_like(regions.masks), POOLED, scale)
+            box = free_form_roi_pool(features, regions.boxes, torch.ones_like(regions.masks), size, scale)
         if pooling in ("free-form", "both"):
             if mask == "bins":  # the authors' free-form pooling: box pooling, bins outside the region zeroed
                 if regions.bin_masks is None:
                     raise ValueError("mask='bins' needs RegionBatch.bin_masks: build the batch with model.region_batch")
                 free = box * regions.bin_masks[:, None].to(box.dtype)
             else:  # Eq. 6-7: each bin's max over its cells inside the region
-                free = free_form_roi_pool(features, regions.boxes, regions.masks, POOLED, scale)
+                free = free_form_roi_pool(features, regions.boxes, regions.masks, size, scale)
         if pooling == "free-form":
             return self.classifier(self.head(free))
         if pooling == "box":

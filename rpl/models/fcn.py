@@ -8,33 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import Backbone
+from .backbones import Backbone, resample_cells
 from .e2s2 import ALIGNMENTS
 
 __all__ = ["FCN", "resample_cells"]
-
-
-def resample_cells(
-    x: torch.Tensor, stride: float, offset: float, size, out_stride: float = 1.0, out_offset: float = 0.0
-) -> torch.Tensor:
-    """Bilinear resampling of a map whose cell i is centred on pixel ``offset + i·stride`` onto a
-    grid of ``size`` (h, w) cells centred on ``out_offset + j·out_stride`` (default: the image's
-    pixels); beyond the outermost centres the border value holds.
-
-    Onto the pixels (the defaults) with ``size`` = stride × the map's size,
-    ``F.interpolate(align_corners=False)`` is the special case ``offset = (stride - 1) / 2``
-    (VGG-16's unpadded pooling); MobileNetV2's padded stride-2 convolutions centre cell i on
-    pixel ``i·stride`` instead (``Backbone.offset``).
-    """
-
-    def axis(n_in, n_out):  # float32 coordinates: bf16 holds integers exactly only up to 256
-        u = (out_offset + out_stride * torch.arange(n_out, dtype=torch.float32, device=x.device) - offset) / stride
-        return 2 * u / max(n_in - 1, 1) - 1 if n_in > 1 else torch.zeros_like(u)
-
-    gy, gx = axis(x.shape[-2], size[0]), axis(x.shape[-1], size[1])
-    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).expand(x.shape[0], -1, -1, -1)
-    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return out.to(x.dtype)
 
 
 class FCN(nn.Module):
@@ -47,34 +24,49 @@ class FCN(nn.Module):
         alignment: ``centred`` (upsampling puts each cell's score on the pixel the backbone
             centres it on) or ``legacy`` (``F.interpolate(align_corners=False)``, which assumes
             VGG-16's centres; rpl before issue 12).
+        skip: with the skip (FCN-16s-style; the default) or without it (FCN-32s-style: one 1x1
+            classifier at the output stride, upsampled).
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int, alignment: str = "centred"):
+    def __init__(self, backbone: Backbone, num_classes: int, alignment: str = "centred", skip: bool = True):
         super().__init__()
         if alignment not in ALIGNMENTS:
             raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
         self.backbone = backbone
         self.num_classes = num_classes
         self.alignment = alignment
+        self.skip = skip
         self.score16 = nn.Conv2d(backbone.out_channels, num_classes, 1)
-        self.score8 = nn.Conv2d(backbone.skip_channels, num_classes, 1)
+        self.score8 = nn.Conv2d(backbone.skip_channels, num_classes, 1) if skip else None
         for conv in (self.score16, self.score8):
-            nn.init.normal_(conv.weight, std=0.01)
-            nn.init.zeros_(conv.bias)
+            if conv is not None:
+                nn.init.normal_(conv.weight, std=0.01)
+                nn.init.zeros_(conv.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (Tensor[N, 3, H, W]) in 0..1 -> logits (Tensor[N, C, H, W])."""
-        skip, deep = self.backbone.forward_with_skip(images)
+        return self.from_backbone(self.backbone.outputs(images, self.skip), images.shape[-2:])
+
+    def from_backbone(self, outputs: tuple, size) -> torch.Tensor:
+        """Logits (Tensor[N, C, *size]) from what the backbone gave
+        (:meth:`~rpl.models.backbones.Backbone.outputs` with this model's ``skip``): the
+        classifiers alone, as they train on a frozen backbone's cached outputs (a linear probe)."""
         b = self.backbone
+        deep = outputs[-1]
+        if not self.skip:
+            if self.alignment == "legacy":
+                return F.interpolate(self.score16(deep), size=size, mode="bilinear", align_corners=False)
+            return resample_cells(self.score16(deep), b.stride, b.offset, size)
+        skip = outputs[0]
         if self.alignment == "legacy":
             up = lambda x, size: F.interpolate(x, size=size, mode="bilinear", align_corners=False)  # noqa: E731
             scores = self.score8(skip) + up(self.score16(deep), skip.shape[-2:])
-            return up(scores, images.shape[-2:])
+            return up(scores, size)
         skip_stride = b.stride // 2
         scores = self.score8(skip) + resample_cells(
             self.score16(deep), b.stride, b.offset, skip.shape[-2:], skip_stride, b.skip_offset
         )
-        return resample_cells(scores, skip_stride, b.skip_offset, images.shape[-2:])
+        return resample_cells(scores, skip_stride, b.skip_offset, size)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, regions=None) -> torch.Tensor:

@@ -39,6 +39,9 @@ REGION_SETTINGS = (
     "mask",
     "train_regions",
     "proposal_iou",
+    "bins",
+    "levels",
+    "neck_init",
 )
 
 
@@ -95,6 +98,12 @@ class TrainConfig:
     # features (the frozen preset's cache), before the whole network: our stand-in for the
     # authors' fc6/fc7, which start from ImageNet where ours start random.
     head_epochs: int = 0
+    # Issue 23: region heads without random fc layers (head=0, bins, neck_init), multi-level
+    # pooling (levels=2), and the FCN without its skip (fcn_skip=false) — ModelConfig's fields.
+    bins: int = 7
+    levels: int = 1
+    neck_init: str = "random"
+    fcn_skip: bool = True
 
     def __post_init__(self):
         self._check_numbers()
@@ -130,8 +139,6 @@ class TrainConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16' (autocast), got {self.precision!r}")
-        if self.freeze_backbone and self.model == "fcn":
-            raise ValueError("freeze_backbone is for the region models, not model=fcn: a frozen FCN is a linear probe")
         if self.freeze_backbone and self.weights == "none":
             raise ValueError("freeze_backbone needs weights=imagenet: a frozen random backbone differs per seed")
         if self.head_epochs and (
@@ -142,6 +149,11 @@ class TrainConfig:
                 "its ImageNet backbone, fewer than epochs (not with model=fcn, freeze_backbone or "
                 "weights=none)"
             )
+        if self.neck_init == "imagenet" and (self.backbone != "mobilenet_v2" or self.weights != "imagenet"):
+            raise ValueError(
+                "neck_init=imagenet is MobileNetV2's own last ImageNet layer: it needs backbone=mobilenet_v2 "
+                f"and weights=imagenet, got backbone={self.backbone}, weights={self.weights}"
+            )
         self.color_spaces = tuple(self.color_spaces)
         self.model_config()  # validates pooling/combine/order
 
@@ -150,7 +162,7 @@ class TrainConfig:
         at_least = {
             "epochs": 1,
             "images_per_step": 1,
-            "head": 1,
+            "head": 0,
             "lr_drop_epoch": 0,
             "train_images": 0,
             "test_images": 0,
@@ -175,6 +187,12 @@ class TrainConfig:
                 raise ValueError(f"{key} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+
+    @property
+    def reads_skip(self) -> bool:
+        """Whether the model reads the backbone's stride/2 features too: the FCN's skip, or the
+        region layers' second level (``levels=2``)."""
+        return self.fcn_skip if self.model == "fcn" else self.levels == 2
 
     @property
     def uses_regions(self) -> bool:
@@ -275,5 +293,5 @@ def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
     else:
         backbone = vgg16(weights)
     if cfg.model == "fcn":
-        return FCN(backbone, num_classes, cfg.alignment)
+        return FCN(backbone, num_classes, cfg.alignment, skip=cfg.fcn_skip)
     return E2S2(backbone, num_classes, cfg.model_config())

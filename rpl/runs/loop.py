@@ -51,16 +51,25 @@ def _loss(model, cfg: TrainConfig, features, label, regions, class_weights):
 
 
 def _step_features(model, cfg: TrainConfig, images, cached):
-    """Each image's features, the images of one size through the network in one channels-last
-    batch (benchmarks/backbone_batching.py; the layers after the backbone take one image at a
-    time)."""
-    if cached is not None:  # frozen backbone: its cached output, then the neck
-        run, inputs, layout = model.project, [c.to(images[0].device) for c in cached], torch.contiguous_format
+    """Each image's features (region models: what ROI pooling reads; FCN: its logits), the
+    images of one size through the network in one channels-last batch
+    (benchmarks/backbone_batching.py; the layers after the backbone take one image at a time).
+    ``cached``: a frozen backbone's outputs per image (:class:`FrozenFeatures`), read instead of
+    running it."""
+    if cached is not None:
+        inputs, layout = [tuple(c.to(images[0].device) for c in outputs) for outputs in cached], torch.contiguous_format
     else:
-        run, inputs, layout = model.features if cfg.uses_regions else model, images, torch.channels_last
-    if len({tuple(x.shape) for x in inputs}) == 1:
-        return list(run(torch.cat(inputs).contiguous(memory_format=layout)).split(1))
-    return [run(x.contiguous(memory_format=layout)) for x in inputs]
+        inputs, layout = [(x,) for x in images], torch.channels_last
+
+    def run(parts, size):
+        parts = tuple(p.contiguous(memory_format=layout) for p in parts)
+        if cached is None:
+            return model.features(parts[0]) if cfg.uses_regions else model(parts[0])
+        return model.from_backbone(parts) if cfg.uses_regions else model.from_backbone(parts, size)
+
+    if len({tuple(tuple(p.shape) for p in x) for x in inputs}) == 1 and len({x.shape for x in images}) == 1:
+        return list(run(tuple(torch.cat(p) for p in zip(*inputs)), images[0].shape[-2:]).split(1))
+    return [run(x, image.shape[-2:]) for x, image in zip(inputs, images)]
 
 
 def _atomic_save(obj, path: Path) -> None:
