@@ -203,6 +203,43 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _gradients(args) -> int:
+    import torch
+
+    from .experiments import EXPERIMENTS
+    from .files import write_json
+    from .provenance import provenance
+    from .runs import build_model, load_dataset, open_run
+    from .runs.gradients import backbone_gradients
+
+    if not args.runs and not args.init:
+        print("rpl gradients: give run folders, or --init EXPERIMENT", file=sys.stderr)
+        return 2
+    unknown = [name for name in args.init if name not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"--init {unknown[0]}: not an experiment; choose from {sorted(EXPERIMENTS)}")
+    models = {}
+    for folder in args.runs:
+        run = open_run(folder)
+        models[folder] = (run.model, run.cfg)
+    for name in args.init:
+        cfg = EXPERIMENTS[name].config()
+        torch.manual_seed(cfg.seed)
+        models[f"init:{name}"] = (build_model(cfg, load_dataset(cfg, "train", args.root).num_classes), cfg)
+    payload = {}
+    for key, (model, cfg) in models.items():
+        payload[key] = backbone_gradients(model, cfg, args.images, args.per_step, args.root, args.cache)
+        last = payload[key]["blocks"][-1]
+        print(
+            f"{key}: loss {payload[key]['loss']:.3f}, backbone output gradient {last['grad_norm']:.3g} per image, "
+            f"coherence {last['coherence']:.2f}, output entries with a gradient "
+            f"{payload[key]['output_entries_with_gradient']:.1%}"
+        )
+    write_json(args.out, provenance(models=payload))
+    print(f"-> {args.out}")
+    return 0
+
+
 def _diagnose(args) -> int:
     from pathlib import Path
 
@@ -386,6 +423,23 @@ def build_parser() -> argparse.ArgumentParser:
     dia.add_argument("--out", help="JSON file (default: results/diagnostics_<run>.json or _bounds.json)")
     _add_locations(dia)
     dia.set_defaults(handler=_diagnose)
+    gra = commands.add_parser(
+        "gradients",
+        help="the gradient each model sends into its backbone, per block, on the same training images",
+    )
+    gra.add_argument("runs", nargs="*", help="run folders written by `train` (their trained layers, as saved)")
+    gra.add_argument(
+        "--init",
+        action="append",
+        default=[],
+        metavar="EXPERIMENT",
+        help="an experiment's model as initialised (seed 0)",
+    )
+    gra.add_argument("--images", type=int, default=20, help="training images, a multiple of --per-step (default 20)")
+    gra.add_argument("--per-step", type=int, default=10, help="images per step (default 10, the presets')")
+    gra.add_argument("--out", default="results/gradients.json", help="JSON file (default: results/gradients.json)")
+    _add_locations(gra, device=False)
+    gra.set_defaults(handler=_gradients)
     tab = commands.add_parser("tables", help="the paper's tables beside ours, from results/, as Markdown")
     tab.add_argument("--results", default="results", help="results folder (default: results/)")
     tab.add_argument("--update-readme", metavar="README", help="rewrite the results table inside this file")

@@ -101,7 +101,13 @@ def test_bf16_training_runs_and_bad_precision_is_refused(env):
 
 @pytest.mark.parametrize(
     "options",
-    [[], ["model=fcn"], ["freeze_backbone=true"], ["model=fcn", "freeze_backbone=true"], ["freeze_backbone=true", "levels=2"]],
+    [
+        [],
+        ["model=fcn"],
+        ["freeze_backbone=true"],
+        ["model=fcn", "freeze_backbone=true"],
+        ["freeze_backbone=true", "levels=2"],
+    ],
 )
 def test_a_step_through_the_backbone_in_one_batch_equals_one_image_at_a_time(env, options):
     """The step's images share one backbone pass; losses and gradients (dropout included, seeded

@@ -107,6 +107,10 @@ def tiny_regions():
         ModelConfig("free-form", neck=8, head=16, mask="bins"),
         ModelConfig("both", "separate", neck=8, head=16, mask="bins"),
         ModelConfig("free-form", neck=8, head=16, alignment="legacy"),
+        ModelConfig("both", "separate", head=0, bins=1),
+        ModelConfig("free-form", head=0),
+        ModelConfig("both", "separate", neck=8, head=16, levels=2),
+        ModelConfig("free-form", neck=8, head=16, mask="bins", levels=2, bins=3),
     ],
 )
 def test_every_variant_runs_and_trains_the_backbone(config):

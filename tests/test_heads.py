@@ -1,0 +1,122 @@
+"""The region heads without random fc layers, multi-level pooling, the FCN without its skip, the
+frozen FCN and the backbone-gradient measurement."""
+
+import dataclasses
+
+import pytest
+import torch
+from test_models import tiny_regions
+
+from rpl.models import E2S2, FCN, ModelConfig, mobilenet_v2
+from rpl.runs import PRESETS, TrainConfig, build_model
+
+
+def _pooled_max(features, mask):
+    """Reference: each channel's max over the cells of ``mask`` (Tensor[h, w] bool)."""
+    return features[0][:, mask].max(1).values
+
+
+def test_linear_head_on_one_bin_is_the_classifier_on_each_region_max():
+    """head=0, bins=1: a region's score is the classifier applied to its max per channel,
+    over its cells (free-form, Eq. 6-7) and over its box's (context), concatenated."""
+    torch.manual_seed(0)
+    model = E2S2(mobilenet_v2(None), 5, ModelConfig("both", "separate", head=0, bins=1)).eval()
+    features = model.features(torch.rand(1, 3, 64, 64))
+    batch = model.region_batch(tiny_regions(), features.shape[-2:])
+    scores = model.region_scores(features, batch)
+    for r in range(len(batch.masks)):
+        x1, y1, x2, y2 = (int(v) for v in batch.boxes[r, 1:] / model.stride)  # boxes in pixels
+        box = torch.zeros_like(batch.masks[r])
+        box[y1 : y2 + 1, x1 : x2 + 1] = True
+        pooled = torch.cat([_pooled_max(features, batch.masks[r]), _pooled_max(features, box)])
+        torch.testing.assert_close(scores[r], model.classifier(pooled))
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.head.modules())  # no fc layers
+
+
+def test_imagenet_neck_is_mobilenet_v2s_last_layer(monkeypatch):
+    """neck_init=imagenet: MobileNetV2's 1x1 convolution to 1280 channels with its batch norm
+    folded in, then ReLU6, gives what torchvision's features[18] gives in eval mode."""
+    import torchvision
+
+    real = pytest.importorskip("conftest")._real_data_dir("weights")
+    monkeypatch.setenv("RPL_WEIGHTS", str(real))
+    net = torchvision.models.mobilenet_v2()
+    net.load_state_dict(torch.load(real / "mobilenet_v2_imagenet.pth", weights_only=True))
+    model = E2S2(mobilenet_v2(), 5, ModelConfig(neck=1280, neck_init="imagenet", head=0, bins=1))
+    x = torch.randn(2, 320, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(model.neck(x), net.features[18].eval()(x), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="neck=1280"):
+        ModelConfig(neck=128, neck_init="imagenet")
+    with pytest.raises(ValueError, match="weights=imagenet"):
+        E2S2(mobilenet_v2(None), 5, ModelConfig(neck=1280, neck_init="imagenet"))
+    with pytest.raises(ValueError, match="backbone=mobilenet_v2"):
+        TrainConfig(backbone="vgg16", neck=1280, neck_init="imagenet")
+
+
+def test_two_levels_pool_at_the_skips_stride():
+    """levels=2: the region layers read the backbone's output resampled onto the stride-8 grid
+    beside the stride-8 features themselves (352 channels), and regions are pooled there."""
+    torch.manual_seed(0)
+    backbone = mobilenet_v2(None).eval()
+    model = E2S2(backbone, 5, ModelConfig(head=16, levels=2)).eval()
+    image = torch.rand(1, 3, 64, 64)
+    skip, deep = backbone.forward_with_skip(image)
+    features = model.features(image)
+    assert model.stride == 8 and model.offset == backbone.skip_offset
+    assert features.shape == (1, 352, 8, 8)
+    torch.testing.assert_close(features[:, 320:], skip)
+    torch.testing.assert_close(features[:, :320:2, ::2, ::2], deep[:, ::2])  # cell centres coincide (offset 0)
+    torch.testing.assert_close(model.from_backbone((skip, deep)), features)
+    batch = model.region_batch(tiny_regions(), features.shape[-2:])
+    assert batch.masks.shape[-2:] == (8, 8)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_fcn_from_backbone_outputs_is_its_forward(skip):
+    torch.manual_seed(0)
+    model = FCN(mobilenet_v2(None), 5, skip=skip).eval()
+    image = torch.rand(2, 3, 64, 48)
+    outputs = model.backbone.outputs(image, skip)
+    assert len(outputs) == (2 if skip else 1) and (model.score8 is None) == (not skip)
+    torch.testing.assert_close(model.from_backbone(outputs, (64, 48)), model(image))
+
+
+def test_frozen_fcn_trains_its_classifiers_only(env):
+    """model=fcn with freeze_backbone: a linear probe on the cached outputs (the skip's too)."""
+    from rpl.runs import train
+    from rpl.runs.inference import read_checkpoint
+
+    cfg = PRESETS["quick"].with_overrides(["model=fcn", "freeze_backbone=true", "train_images=4"])
+    train(cfg, env / "run", progress=False)
+    state = read_checkpoint(env / "run" / "checkpoint.pt")["model"]
+    torch.manual_seed(cfg.seed)
+    fresh = build_model(cfg, 33).state_dict()
+    assert all(torch.equal(state[n], fresh[n]) for n in fresh if n.startswith("backbone."))
+    assert not torch.equal(state["score8.weight"], fresh["score8.weight"])
+    assert any(p.name.endswith("-skip.npy") for p in (env / "cache" / "features").rglob("*.npy"))
+
+
+def test_backbone_gradients_per_block(env):
+    """The measurement's numbers are the gradient itself: one image per step has coherence 1
+    and a step norm equal to the image's; the FCN reaches every cell of every block."""
+    from rpl.runs.gradients import backbone_gradients
+
+    cfg = PRESETS["quick"].with_overrides(["model=fcn"])
+    torch.manual_seed(0)
+    model = build_model(cfg, 33)
+    one = backbone_gradients(model, cfg, images=2, images_per_step=1)
+    assert len(one["blocks"]) == len(model.backbone.body)
+    for block in one["blocks"]:
+        assert block["coherence"] == pytest.approx(1.0)
+        assert block["step_grad_norm"] == pytest.approx(block["grad_norm"], rel=1e-5)
+        assert block["cells_with_gradient"] == 1.0 and block["grad_norm"] > 0
+    assert one["blocks"][-1]["stride"] == 16 and one["output_entries_with_gradient"] > 0.99
+    two = backbone_gradients(model, cfg, images=2, images_per_step=2)
+    assert 0 < two["blocks"][0]["coherence"] <= 1 and two["loss"] == pytest.approx(one["loss"])
+    region = dataclasses.replace(PRESETS["quick"], neck=0, head=0, bins=1)
+    torch.manual_seed(0)
+    out = backbone_gradients(build_model(region, 33), region, images=2, images_per_step=2)
+    assert 0 < out["output_entries_with_gradient"] < 1  # each region's max reaches one cell per channel
+    with pytest.raises(ValueError, match="multiple"):
+        backbone_gradients(model, cfg, images=3, images_per_step=2)
