@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rpl-installed
 QUICK ?= 0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: reproduce test venv
+.PHONY: reproduce notebooks test venv _runs _notebooks
 
 venv: $(STAMP)
 
@@ -26,40 +26,62 @@ test: $(STAMP)
 	RPL_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest tests/cuda
 
-# The reproduction: fetch SIFT Flow when it is missing (resumable; offline it stops within
-# seconds, saying what to download by hand), check it, extract the proposals into the cache, then every run of
-# rpl.experiments (train, evaluate, results/<run>.json) in JOBS single-threaded processes that
-# share the list (each run is locked by the process on it, resumable, skipped once finished),
-# then the figures and the notebooks in order, in place. QUICK=1: the same steps on the quick
-# preset (runs, results and executed notebooks under cache/, figures in cache/figures-quick),
-# in minutes, leaving the committed notebooks, results and figures alone.
+# The reproduction, into a folder of its own (OUT, default reproduction/; the committed results/,
+# figures/ and notebooks/ are left alone): fetch SIFT Flow when it is missing (resumable; offline
+# it stops within seconds, saying what to download by hand), check it, extract the proposals
+# into the cache, then every run of rpl.experiments (train, evaluate, OUT/results/<run>.json) in
+# JOBS single-threaded processes that share the list (each run is locked by the process on it,
+# resumable, skipped once finished), the figures, the notebooks in order (reading OUT's runs and
+# results), and last the comparison: each rerun beside the committed result and the paper's,
+# judged against the seeds' spread (OUT/comparison.md). About 6 h on 2 cores; QUICK=1: the same
+# steps on the quick preset, in minutes, into reproduction-quick/.
 JOBS ?= 2
 ifeq ($(QUICK),1)
+OUT ?= reproduction-quick
 PROPOSALS := --split test --color-spaces rgb
 QUICKFLAG := --quick
-NBOUT := --output-dir cache/notebooks-quick
-WHERE := cache/quick-results hold the numbers, cache/notebooks-quick the notebooks, cache/figures-quick the figures
 else
+OUT ?= reproduction
 PROPOSALS := --split all --color-spaces rgb,hsv,lab
 QUICKFLAG :=
-NBOUT := --inplace
-WHERE := results/ hold the numbers, notebooks/ the tables, figures/ the figures
 endif
+HERE := $(CURDIR)/$(OUT)
 
 reproduce: $(STAMP)
 	@$(PY) -m rpl fetch siftflow
 	@$(PY) -m rpl check siftflow
 	@echo "== proposals: Selective Search into the cache ($(PROPOSALS))"
 	$(PY) -m rpl proposals --dataset siftflow $(PROPOSALS)
-	@echo "== training and evaluating every experiment in $(JOBS) processes (python -m rpl reproduce $(QUICKFLAG))"
+	@echo "== training and evaluating every experiment in $(JOBS) processes, into $(OUT)/"
+	@$(MAKE) --no-print-directory _runs RUNFLAGS="$(QUICKFLAG) --runs $(OUT)/runs --results $(OUT)/results"
+	@echo "== figures"
+	$(PY) -m rpl figures $(QUICKFLAG) --runs $(OUT)/runs --out $(OUT)/figures
+	@$(MAKE) --no-print-directory _notebooks NBFLAGS="--output-dir $(OUT)/notebooks" \
+		NBENV="RPL_RUNS=$(HERE)/runs RPL_RESULTS=$(HERE)/results RPL_FIGURES=$(HERE)/figures"
+	@echo "== the rerun beside the committed results and the paper"
+	$(PY) -m rpl compare $(OUT)/results --out $(OUT)/comparison.md
+	@echo "== done: $(OUT)/ holds the runs, results, figures, notebooks and comparison.md"
+
+# The runs the notebooks show (the baseline, the end-to-end model and the FCN: about 1 h on 2
+# cores), into runs/ (their results into reproduction/notebook-results: the committed ones stay),
+# then every notebook in order, in place.
+notebooks: $(STAMP)
+	@$(PY) -m rpl fetch siftflow
+	$(PY) -m rpl proposals --dataset siftflow --split all --color-spaces rgb,hsv,lab
+	@$(MAKE) --no-print-directory _runs RUNFLAGS="--only ablation_baseline --only e2s2_cpu --only fcn_cpu \
+		--runs runs --results reproduction/notebook-results"
+	@$(MAKE) --no-print-directory _notebooks NBFLAGS="--inplace" NBENV=""
+
+_runs:
 	@pids=""; for i in $$(seq $(JOBS)); do \
-		OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 $(PY) -m rpl reproduce $(QUICKFLAG) --no-progress & pids="$$pids $$!"; \
+		OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 $(PY) -m rpl reproduce $(RUNFLAGS) --no-progress & pids="$$pids $$!"; \
 		sleep 2; done; \
 	status=0; for p in $$pids; do wait $$p || status=1; done; exit $$status
-	@echo "== figures"
-	$(PY) -m rpl figures $(QUICKFLAG)
+
+_notebooks:
 	@for nb in $(NOTEBOOKS); do \
 		echo "== running $$nb (RPL_QUICK=$(QUICK))"; \
-		RPL_QUICK=$(QUICK) $(PY) -m jupyter nbconvert --to notebook --execute $(NBOUT) $$nb || exit 1; \
+		start=$$(date +%s); \
+		env RPL_QUICK=$(QUICK) $(NBENV) $(PY) -m jupyter nbconvert --to notebook --execute $(NBFLAGS) $$nb || exit 1; \
+		echo "   $$nb: $$(( $$(date +%s) - start )) s"; \
 	done
-	@echo "== done: $(WHERE)"

@@ -38,7 +38,7 @@ def _check(args) -> int:
             file=sys.stderr,
         )
         return 1
-    print("every label file read and checked")
+    print("every image decoded and every label file read and checked")
     return 0
 
 
@@ -203,6 +203,44 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _triples(table):
+    """compare()'s table with each measure's rerun, committed and paper numbers in one cell."""
+    out = table[["experiment", "preset", "seeds"]].copy()
+    for short in ("class", "global", "boundary class"):
+        out[f"{short} acc.: rerun / committed / paper"] = [
+            " / ".join("–" if v != v else f"{v:.1f}" for v in values)
+            for values in table[[f"{short}: rerun", f"{short}: committed", f"{short}: paper"]].itertuples(index=False)
+        ]
+    return out.assign(spread=table["spread"], verdict=table["verdict"])
+
+
+def _compare(args) -> int:
+    from pathlib import Path
+
+    from .experiments import compare
+    from .files import write_text
+    from .report.tables import markdown_table
+
+    if not Path(args.rerun).is_dir():
+        raise FileNotFoundError(f"{args.rerun}: no such folder of results (python -m rpl reproduce --results ...)")
+    groups = tuple(args.group) or ("paper",)
+    table = compare(args.rerun, args.committed, groups)
+    if table.empty:
+        print(f"rpl compare: no results of the {', '.join(groups)} experiments in {args.rerun}", file=sys.stderr)
+        return 1
+    text = (
+        f"Rerun ({args.rerun}) against the committed results ({args.committed}) and the paper, in %. "
+        "seeds: rerun / committed; verdict: the rerun's class accuracy against the committed mean, "
+        "judged by the seeds' spread (its own seeds' range, or the largest range among its preset's "
+        "experiments).\n\n" + markdown_table(_triples(table))
+    )
+    print(text, end="")
+    if args.out:
+        write_text(args.out, text)
+        print(f"-> {args.out}")
+    return 0
+
+
 def _gradients(args) -> int:
     import torch
 
@@ -299,7 +337,7 @@ def _figures(args) -> int:
 
     out = args.out or ("cache/figures-quick" if args.quick else "figures")
     runs = args.runs or (QUICK_RUNS if args.quick else "runs")
-    if args.quick:  # the quick runs the figures compare, trained first when missing (minutes)
+    if args.quick and not args.runs:  # the quick runs the figures compare, trained first when missing (minutes)
         reproduce(
             runs,
             Path(runs).parent / Path(QUICK_RESULTS).name,
@@ -423,6 +461,16 @@ def build_parser() -> argparse.ArgumentParser:
     dia.add_argument("--out", help="JSON file (default: results/diagnostics_<run>.json or _bounds.json)")
     _add_locations(dia)
     dia.set_defaults(handler=_diagnose)
+    com = commands.add_parser(
+        "compare", help="a rerun's results beside the committed results and the paper's, each difference judged"
+    )
+    com.add_argument("rerun", help="the rerun's results folder (python -m rpl reproduce --results ...)")
+    com.add_argument("--committed", default="results", help="the committed results (default: results/)")
+    com.add_argument(
+        "--group", action="append", default=[], help="experiment groups (default: paper; repeatable: diagnosis)"
+    )
+    com.add_argument("--out", help="also write the table to this Markdown file")
+    com.set_defaults(handler=_compare)
     gra = commands.add_parser(
         "gradients",
         help="the gradient each model sends into its backbone, per block, on the same training images",

@@ -30,6 +30,8 @@ __all__ = [
     "load_results",
     "QUICK_RUNS",
     "QUICK_RESULTS",
+    "compare",
+    "notebook_run",
 ]
 
 # Where quick mode (CI, ``--quick``) keeps its runs and results, apart from the real ones.
@@ -288,6 +290,13 @@ EXPERIMENTS |= {
             "the stride-8 skip)",
         ),
         Experiment(
+            "frozen_fcn_unbalanced",
+            "ablation",
+            ("model=fcn", "loss=unbalanced"),
+            group="diagnosis",
+            description="the FCN on the frozen backbone with the unbalanced loss",
+        ),
+        Experiment(
             "frozen_fcn_no-skip",
             "ablation",
             ("model=fcn", "fcn_skip=false"),
@@ -457,3 +466,79 @@ def load_results(results_dir="results") -> dict:
         if path.is_file():
             out[name] = {**json.loads(path.read_text()), "results_file": str(path)}
     return out
+
+
+def compare(rerun_dir, committed_dir="results", groups=("paper",)):
+    """A rerun's results beside the committed ones and the paper's: one row per experiment of
+    ``groups`` with a rerun results file (pandas DataFrame, percentages), class / global /
+    boundary class accuracy, each as ``rerun``, ``committed`` (the mean of its seeds) and
+    ``paper`` (the paper's number for the row the experiment gives, where it gives one).
+
+    ``spread`` is the committed seeds' range of class accuracy where there are several, else the
+    largest range of any experiment of the same preset (the seed-to-seed spread one run can
+    show; of any preset where none has several seeds), and ``verdict`` judges ``rerun - committed`` in class accuracy against it: "same"
+    within the spread, "higher" or "lower" beyond it."""
+    import pandas as pd
+
+    from .report.paper import PAPER
+    from .report.tables import OURS, measure
+
+    rerun, committed = load_results(rerun_dir), load_results(committed_dir)
+    keys = ("class_accuracy", "global_accuracy", "boundary_class_accuracy")
+
+    def seeds(results, experiment):
+        return [results[name] for name, _ in EXPERIMENTS[experiment].runs() if name in results]
+
+    ranges = {}
+    for e in EXPERIMENTS.values():
+        values = [measure(p, "class_accuracy") for p in seeds(committed, e.name)]
+        if len(values) > 1:
+            ranges.setdefault(e.preset, []).append(max(values) - min(values))
+    rows = []
+    for e in EXPERIMENTS.values():
+        again = seeds(rerun, e.name)
+        if e.group not in groups or not again:
+            continue
+        before = seeds(committed, e.name)
+        row = {"experiment": e.name, "preset": e.preset, "seeds": f"{len(again)} / {len(before)}"}
+        paper = next((PAPER.get(k, {}) for k, v in OURS.items() if v == e.name and k in PAPER), {})
+        for key in keys:
+            short = key.removesuffix("_accuracy").replace("_", " ")
+            row[f"{short}: rerun"] = sum(measure(p, key) for p in again) / len(again)
+            row[f"{short}: committed"] = sum(measure(p, key) for p in before) / len(before) if before else float("nan")
+            row[f"{short}: paper"] = paper.get(key, float("nan"))
+        values = [measure(p, "class_accuracy") for p in before]
+        typical = ranges.get(e.preset) or [r for rs in ranges.values() for r in rs] or [0.0]
+        spread = max(values) - min(values) if len(values) > 1 else max(typical)
+        diff = row["class: rerun"] - row["class: committed"]
+        row["spread"] = spread
+        row["verdict"] = "" if not before else "same" if abs(diff) <= spread else "higher" if diff > 0 else "lower"
+        rows.append(row)
+    return pd.DataFrame.from_records(rows)
+
+
+def notebook_run(experiment: str, quick: bool, root=Path(".."), cache_root=None) -> Path:
+    """The run folder a notebook shows for ``experiment`` (seed 0): ``$RPL_RUNS/<run>``, by
+    default ``root/runs`` (quick mode: ``root/cache/quick-runs``). In quick mode a missing run is
+    trained here (a minute or two; its results into ``$RPL_RESULTS`` or
+    ``root/cache/quick-results``); otherwise a missing run raises FileNotFoundError naming
+    ``make notebooks``, which trains the runs the notebooks show."""
+    import os
+
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; choose from {sorted(EXPERIMENTS)}")
+    name = EXPERIMENTS[experiment].runs()[0][0]
+    runs = Path(os.environ.get("RPL_RUNS") or Path(root) / (QUICK_RUNS if quick else "runs"))
+    if (runs / name / "train.json").is_file():
+        return runs / name
+    if quick:
+        results = Path(os.environ.get("RPL_RESULTS") or Path(root) / QUICK_RESULTS)
+        reproduce(
+            runs, results, quick=True, only=[experiment], cache_root=cache_root, progress=False, log=lambda _: None
+        )
+        return runs / name
+    raise FileNotFoundError(
+        f"{runs / name} has no finished run: `make notebooks` trains the runs the notebooks show "
+        f"(about 1 h on 2 cores), or this one alone: python -m rpl reproduce --only {experiment} "
+        "--results reproduction/notebook-results"
+    )

@@ -30,6 +30,7 @@ __all__ = [
     "pretty",
     "markdown",
     "update_readme",
+    "markdown_table",
 ]
 
 NaN = math.nan
@@ -46,6 +47,11 @@ OURS = {
     ("Table 3", "FCN-16s"): "fcn_cpu_unbalanced",
     ("Table 3", "FCN-16s, balanced loss (like for like)"): "fcn_cpu",
     ("Table 3", "Ours"): "e2s2_cpu",
+    # Both models on the frozen ImageNet backbone (the ablation preset, 10 epochs): what the
+    # layers after the backbone give alone, before fine-tuning moves it.
+    ("Table 3", "FCN-16s, frozen backbone"): "frozen_fcn_unbalanced",
+    ("Table 3", "FCN-16s, balanced loss, frozen backbone"): "frozen_fcn",
+    ("Table 3", "Ours, frozen backbone"): "ablation_both-separate",
     ("Table 3", "Ours, PASCAL Context"): "pascal-context_cpu",
     ("Table 4", "Box (bbox)"): "ablation_box",
     ("Table 4", "Free-form (region)"): "ablation_free-form",
@@ -200,6 +206,19 @@ def markdown(results_dir="results") -> str:
                     f"| {title} | {r.row} | {MEASURE_NAMES[r.measure]} | {_cell(r.paper)} | "
                     f"{_cell(r.ours, r.ours_min, r.ours_max, r.seeds)} | {r.preset} | {r.results} |"
                 )
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """Any table as Markdown: numbers to one decimal, "–" for NaN."""
+
+    def cell(value):
+        if isinstance(value, float):
+            return "–" if math.isnan(value) else f"{value:.1f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 

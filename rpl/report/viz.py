@@ -180,9 +180,10 @@ def save_figure(fig, path, dpi: int = 100) -> None:
 
 class NotebookSetup(NamedTuple):
     """What every notebook (run from ``notebooks/``) needs: quick mode (``RPL_QUICK``), where it
-    writes figures (``../figures``; quick runs ``../cache/figures-quick``, never the real ones),
-    the cache (``$RPL_CACHE`` or ``../cache``) and the committed results (``../results``, which
-    quick mode reads too)."""
+    writes figures (``$RPL_FIGURES``, default ``../figures``; quick runs ``../cache/figures-quick``,
+    never the real ones), the cache (``$RPL_CACHE`` or ``../cache``) and the results it reads
+    (``$RPL_RESULTS``, default the committed ``../results``, which quick mode reads too).
+    ``make reproduce`` points them at its own folder."""
 
     quick: bool
     figures: Path
@@ -210,8 +211,9 @@ def setup_notebook(dpi: int = 72) -> NotebookSetup:
         f"python {sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__}, rpl {__version__}, "
         f"quick mode: {quick}"
     )
-    figures = Path("../cache/figures-quick" if quick else "../figures")
-    return NotebookSetup(quick, figures, Path(os.environ.get("RPL_CACHE", "../cache")), Path("../results"))
+    figures = Path(os.environ.get("RPL_FIGURES") or ("../cache/figures-quick" if quick else "../figures"))
+    results = Path(os.environ.get("RPL_RESULTS") or "../results")
+    return NotebookSetup(quick, figures, Path(os.environ.get("RPL_CACHE", "../cache")), results)
 
 
 def show_regions(axes, image, regions, indices, boxes=True, fill=True, colour=(255, 200, 0)):
