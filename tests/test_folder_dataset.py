@@ -5,6 +5,7 @@ a fresh process that has only the run folder, evaluate and predict."""
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,81 @@ def test_bad_folders_are_named(tmp_path):
     (root / "proposals.json").write_text('{"k": "400"}')
     with pytest.raises(ValueError, match=r"proposals\.json: k must be a non-negative number, got '400'"):
         ImageFolder.from_dir(root, "test")
+
+
+def test_check_decodes_every_image_and_compares_its_size_with_its_label_map(tmp_path, capsys):
+    """A truncated image (its header still opens), a file that is no image at all, and a label
+    map of another size than its image: each one line naming the file, from `check` too."""
+    root = write_folder(tmp_path / "scenes")
+    assert ImageFolder.from_dir(root, "train").problems() == []
+    png = (root / "images" / "a.png").read_bytes()
+    (root / "images" / "a.png").write_bytes(png[: len(png) // 2])
+    (root / "images" / "e.png").write_bytes(b"not an image")
+    Image.fromarray(np.ones((48, 60), np.uint8)).save(root / "labels" / "c.png")  # its image is 64 wide
+    found = ImageFolder.from_dir(root, "train").problems()
+    assert len(found) == 2
+    assert re.fullmatch(r"cannot read image .*images/a\.png: image file is truncated", found[0])
+    assert re.fullmatch(
+        r"label map .*labels/c\.png is 60x48 pixels, but its image .*images/c\.png is 64x48 \(width x height\): "
+        r"expected the image's size",
+        found[1],
+    )
+    assert main(["check", str(root)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4 and err[-1].startswith("rpl check: 3 bad files")
+    for name, what in (("images/a.png", "truncated"), ("images/e.png", "cannot read image"), ("labels/c.png", "64x48")):
+        assert any(name in line and what in line for line in err), (name, err)
+
+
+def test_an_image_in_both_split_lists_is_refused_when_the_folder_opens(tmp_path, capsys):
+    root = write_folder(tmp_path / "scenes")
+    (root / "test.txt").write_text("e\nd\nf\na\n")
+    for split in ("train", "test", "all"):
+        with pytest.raises(ValueError, match=r"train\.txt and .*test\.txt both name 2 images, e\.g\. 'a', 'd'"):
+            ImageFolder.from_dir(root, split)
+    assert main(["check", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "both name 2 images, e.g. 'a', 'd'" in err
+
+
+def test_dataset_json_declares_the_void_value(tmp_path):
+    """255 marks unlabelled pixels: refused, with how to declare it, until dataset.json says so;
+    then read as 0, the classes 1..C as they were, and the key (its caches) unchanged."""
+    root = write_folder(tmp_path / "scenes")
+    label = np.asarray(Image.open(root / "labels" / "a.png")).copy()
+    label[:5] = 255
+    Image.fromarray(label).save(root / "labels" / "a.png")
+    hint = '; if 255 marks unlabelled pixels (PASCAL VOC, Cityscapes train ids), declare it: {"void": 255} in '
+    with pytest.raises(ValueError) as e:
+        ImageFolder.from_dir(root, "train")[0]
+    assert re.fullmatch(r"label map .*a\.png holds values \[255\] outside 0\.\.3 .*", str(e.value))
+    assert str(e.value).endswith(hint + str(root / "dataset.json"))
+    assert any(p.endswith(hint + str(root / "dataset.json")) for p in ImageFolder.from_dir(root, "train").problems())
+    key = ImageFolder.from_dir(root).key
+    (root / "dataset.json").write_text(json.dumps({"void": 255}))
+    train = ImageFolder.from_dir(root, "train")
+    expected = label.astype(np.int64)
+    expected[:5] = 0
+    np.testing.assert_array_equal(train[0].label, expected)
+    assert train.void == 255 and train.problems() == [] and train.key == key
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ('{"void": 2}', r"void: 2 is the label value of class 2, 'wall'; void must be 0 or above 3"),
+        ('{"void": 256}', r"void: expected an integer label value in 0\.\.255, got 256"),
+        ('{"void": "255"}', r"void: expected an integer label value in 0\.\.255, got '255'"),
+        ('{"void": true}', r"void: expected an integer label value in 0\.\.255, got True"),
+        ('{"ignore": 255}', r"expected an object with keys among \('void',\), got \{'ignore': 255\}"),
+        ("void = 255", r"not JSON"),
+    ],
+)
+def test_a_bad_dataset_json_is_named(tmp_path, text, error):
+    root = write_folder(tmp_path / "scenes")
+    (root / "dataset.json").write_text(text)
+    with pytest.raises(ValueError, match=r"^" + re.escape(str(root / "dataset.json")) + ": " + error):
+        ImageFolder.from_dir(root, "train")
 
 
 def test_a_run_refuses_a_data_set_whose_classes_changed(tmp_path):

@@ -81,3 +81,16 @@ def test_ambiguous_images_and_a_string_of_classes_are_refused(tmp_path):
     Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(images / "im0.jpg")  # beside im0.PNG
     with pytest.raises(ValueError, match="share the name 'im0'"):
         ImageFolder(images, labels, classes=["a", "b"])
+
+
+def test_a_void_value_is_read_as_void(tmp_path):
+    """Without a folder's dataset.json: ``void=``; refused where it is a class's value."""
+    images, labels = make(tmp_path, 3)
+    with pytest.raises(
+        ValueError, match=r"im2\.png holds values \[2\] outside 0\.\.1 .*; if 2 marks unlabelled pixels, pass void=2$"
+    ):
+        ImageFolder(images, labels, ["a"])[2]
+    assert ImageFolder(images, labels, ["a"], void=2)[2].label.tolist() == np.zeros((5, 6)).tolist()
+    assert ImageFolder(images, labels, ["a"], void=np.uint8(2))[1].label.tolist() == np.ones((5, 6)).tolist()
+    with pytest.raises(ValueError, match="^void: 1 is the label value of class 1, 'a'; void must be 0 or above 1$"):
+        ImageFolder(images, labels, ["a"], void=1)

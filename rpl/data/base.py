@@ -181,17 +181,29 @@ class SegmentationDataset(Sequence):
 
     def problems(self) -> list[str]:
         """What is wrong with this data set's files, one line each (empty when nothing is):
-        every image present and every label file read and checked (present, readable, one
-        channel of classes in range)."""
+        every image present and decoded, every label file read and checked (present, readable,
+        one channel of classes in range) and of its image's size."""
         found = []
         for name in self.names:
-            if not self.image_path(name).is_file():
-                found.append(f"image file missing: {self.image_path(name)}")
+            image_path = self.image_path(name)
+            if not image_path.is_file():
+                found.append(f"image file missing: {image_path}")
                 continue
             try:
-                self.read_label(name)
+                size = read_image(image_path).shape[:2]
             except (FileNotFoundError, ValueError) as e:
                 found.append(str(e))
+                size = None
+            try:
+                label = self.read_label(name)
+            except (FileNotFoundError, ValueError) as e:
+                found.append(str(e))
+                continue
+            if size is not None and label.shape != size:
+                found.append(
+                    f"label map {self.label_path(name)} is {label.shape[1]}x{label.shape[0]} pixels, but its "
+                    f"image {image_path} is {size[1]}x{size[0]} (width x height): expected the image's size"
+                )
         return found
 
     def image_path(self, name: str) -> Path:

@@ -6,11 +6,15 @@ A data set folder, as ``--dataset DIR`` and :meth:`ImageFolder.from_dir` read it
     DIR/images/NAME.jpg    (or .png, .jpeg, .bmp, .tif, .webp) any size, any aspect ratio
     DIR/labels/NAME.png    single channel, the image's size, values 0..C
     DIR/train.txt          optional: the training images' names, one per line
-    DIR/test.txt           optional: the test images' names
+    DIR/test.txt           optional: the test images' names (none of them in train.txt)
     DIR/proposals.json     optional: Selective Search settings, e.g. {"k": 400, "min_region_size": 400}
+    DIR/dataset.json       optional: the label value that marks unlabelled pixels, read as void (0),
+                           e.g. {"void": 255} as in PASCAL VOC (0..255, not one of the classes 1..C)
 
 Without the split files, every image whose name's SHA-1 digest is 0 modulo 5 is a test image
-(a fifth of them, the same on every machine and whatever images are added later).
+(a fifth of them, the same on every machine and whatever images are added later). An image
+named in both lists is refused when the folder is opened (it would be tested on after being
+trained on). ``python -m rpl check DIR`` decodes every image and reads every label map.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import SegmentationDataset, read_label_png
+from .base import SegmentationDataset, check_label, read_label_png
 
 __all__ = ["ImageFolder", "IMAGE_SUFFIXES", "is_dataset_folder"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "test", "all")
 PROPOSAL_SETTINGS = ("k", "sigma", "min_size", "min_region_size")
+DATASET_SETTINGS = ("void",)
 
 
 def is_dataset_folder(path) -> bool:
@@ -49,6 +54,8 @@ class ImageFolder(SegmentationDataset):
         labels_dir: folder of single-channel PNGs ``<stem>.png`` with values 0..C
             (0 = void, k = ``classes[k - 1]``), the same size as their image.
         classes: the C class names, in label order.
+        void: a label value, 0..255 and not 1..C, read as void (0): 255 where the label maps
+            mark unlabelled pixels so (PASCAL VOC); ``dataset.json``'s ``"void"`` in a folder.
 
     Every image must have its label map; the error names the first one that does not.
     ``split`` is ``"all"``; :meth:`from_dir` reads a data set folder's splits.
@@ -56,12 +63,14 @@ class ImageFolder(SegmentationDataset):
 
     split = "all"
     proposal_settings: dict = {}
+    root: Path | None = None
 
     def __init__(
         self,
         images_dir: str | os.PathLike,
         labels_dir: str | os.PathLike,
         classes: Sequence[str],
+        void: int | None = None,
     ):
         self.image_dir = Path(images_dir)
         self.label_dir = Path(labels_dir)
@@ -72,6 +81,9 @@ class ImageFolder(SegmentationDataset):
             raise ValueError("classes must name at least one class")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes has duplicate names: {self.classes}")
+        if void is not None and (problem := _void_problem(void, self.classes)):
+            raise ValueError(f"void: {problem}")
+        self.void = None if void is None else int(void)
         for arg, folder in (("images_dir", self.image_dir), ("labels_dir", self.label_dir)):
             if not folder.is_dir():
                 raise FileNotFoundError(f"{arg}: {folder} is not a folder")
@@ -107,13 +119,21 @@ class ImageFolder(SegmentationDataset):
                 "line), images/ and labels/"
             )
         classes = [line.strip() for line in classes_txt.read_text().splitlines() if line.strip()]
-        ds = cls(root / "images", root / "labels", classes)
+        lists = {s: root / f"{s}.txt" for s in ("train", "test")}
+        if all(p.is_file() for p in lists.values()):
+            both = sorted(set(_names(lists["train"])) & set(_names(lists["test"])))
+            if both:
+                raise ValueError(
+                    f"{lists['train']} and {lists['test']} both name {len(both)} images, e.g. "
+                    f"{', '.join(map(repr, both[:5]))}: a test image must not be trained on; keep each name in one list"
+                )
+        void = _dataset_settings(root / "dataset.json", classes).get("void")
+        ds = cls(root / "images", root / "labels", classes, void=void)
         ds.root, ds.split = root, split
         ds.proposal_settings = _proposal_settings(root / "proposals.json")
         if split != "all":
-            lists = {s: root / f"{s}.txt" for s in ("train", "test")}
             if lists[split].is_file():
-                wanted = [n.strip() for n in lists[split].read_text().splitlines() if n.strip()]
+                wanted = _names(lists[split])
                 unknown = sorted(set(wanted) - set(ds.names))
                 if unknown:
                     raise FileNotFoundError(
@@ -121,7 +141,7 @@ class ImageFolder(SegmentationDataset):
                     )
                 ds.names = sorted(set(wanted))
             elif lists["train" if split == "test" else "test"].is_file():
-                other = {n.strip() for n in lists["train" if split == "test" else "test"].read_text().splitlines()}
+                other = set(_names(lists["train" if split == "test" else "test"]))
                 ds.names = [n for n in ds.names if n not in other]
             else:
                 ds.names = [n for n in ds.names if _default_test(n) == (split == "test")]
@@ -149,7 +169,61 @@ class ImageFolder(SegmentationDataset):
         return self.label_dir / f"{name}.png"
 
     def _read_label(self, path: Path) -> np.ndarray:
-        return read_label_png(path)
+        label = read_label_png(path)
+        if self.void is not None:
+            return np.where(label == self.void, 0, label)
+        if label.size and label.max() > self.num_classes:  # 255 where PASCAL VOC leaves pixels unlabelled
+            try:
+                check_label(label, self.num_classes, path)
+            except ValueError as e:
+                raise ValueError(f"{e}{self._void_hint(label)}") from None
+        return label
+
+    def _void_hint(self, label: np.ndarray) -> str:
+        """How to declare the value above C that may mark unlabelled pixels ('' when none may)."""
+        high = np.unique(label[label > self.num_classes]).tolist()
+        if 255 in high:
+            value, example = 255, " (PASCAL VOC, Cityscapes train ids)"
+        elif len(high) == 1 and high[0] <= 255:
+            value, example = high[0], ""
+        else:
+            return ""
+        where = (
+            f'declare it: {{"void": {value}}} in {self.root / "dataset.json"}'
+            if self.root is not None
+            else f"pass void={value}"
+        )
+        return f"; if {value} marks unlabelled pixels{example}, {where}"
+
+
+def _names(path: Path) -> list[str]:
+    """The image names of a split list, one a line."""
+    return [n.strip() for n in path.read_text().splitlines() if n.strip()]
+
+
+def _void_problem(void, classes: Sequence[str]) -> str:
+    """What is wrong with ``void`` as the void label value of ``classes`` ('' when nothing)."""
+    if isinstance(void, bool) or not isinstance(void, (int, np.integer)) or not 0 <= void <= 255:
+        return f"expected an integer label value in 0..255, got {void!r}"
+    if 1 <= void <= len(classes):
+        return (
+            f"{void} is the label value of class {void}, {classes[void - 1]!r}; void must be 0 or above {len(classes)}"
+        )
+    return ""
+
+
+def _dataset_settings(path: Path, classes: Sequence[str]) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
+    if not isinstance(settings, dict) or set(settings) - set(DATASET_SETTINGS):
+        raise ValueError(f"{path}: expected an object with keys among {DATASET_SETTINGS}, got {settings!r}")
+    if "void" in settings and (problem := _void_problem(settings["void"], classes)):
+        raise ValueError(f"{path}: void: {problem}")
+    return settings
 
 
 def _proposal_settings(path: Path) -> dict:

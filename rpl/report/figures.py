@@ -29,7 +29,7 @@ __all__ = [
     "make_figures",
 ]
 
-FIGURES = ("06_paper_vs_ours.png", "07_examples.png", "07_boundaries.png", "07_explorer.png")
+FIGURES = ("05_paper_vs_ours.png", "06_examples.png", "06_boundaries.png", "06_explorer.png")
 
 
 def figure_runs(runs_dir="runs") -> Path:
@@ -182,10 +182,10 @@ def make_figures(
     ours = predictions(runs_dir / "e2s2_cpu", dataset, names, cache_root)
     fcn = predictions(runs_dir / "fcn_cpu", dataset, names, cache_root)
     figures = {
-        "06_paper_vs_ours.png": lambda: paper_vs_ours(all_tables(results_dir)),
-        "07_examples.png": lambda: examples(dataset, names, ours, fcn),
-        "07_boundaries.png": lambda: boundary_closeups(dataset, names, ours, fcn),
-        "07_explorer.png": lambda: explorer_snapshot(runs_dir / "e2s2_cpu", dataset, names[0], cache_root),
+        "05_paper_vs_ours.png": lambda: paper_vs_ours(all_tables(results_dir)),
+        "06_examples.png": lambda: examples(dataset, names, ours, fcn),
+        "06_boundaries.png": lambda: boundary_closeups(dataset, names, ours, fcn),
+        "06_explorer.png": lambda: explorer_snapshot(runs_dir / "e2s2_cpu", dataset, names[0], cache_root),
     }
     paths = []
     for filename, draw in figures.items():
