@@ -203,6 +203,20 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _docs(args) -> int:
+    from .report.docs import render_all
+
+    changed = render_all(args.root_dir, args.results, check=args.check)
+    for path in changed:
+        print(f"{path}: {'differs from its template rendered' if args.check else 'written'}")
+    if args.check and changed:
+        print("rpl docs: run `python -m rpl docs` to write them from docs/templates/", file=sys.stderr)
+        return 1
+    if not changed:
+        print("README.md and docs/ are up to date with their templates and results/")
+    return 0
+
+
 def _triples(table):
     """compare()'s table with each measure's rerun, committed and paper numbers in one cell."""
     out = table[["experiment", "preset", "seeds"]].copy()
@@ -337,7 +351,7 @@ def _figures(args) -> int:
 
     out = args.out or ("cache/figures-quick" if args.quick else "figures")
     runs = args.runs or (QUICK_RUNS if args.quick else "runs")
-    if args.quick and not args.runs:  # the quick runs the figures compare, trained first when missing (minutes)
+    if args.quick:  # the quick runs the figures compare, trained first when missing (minutes)
         reproduce(
             runs,
             Path(runs).parent / Path(QUICK_RESULTS).name,
@@ -352,13 +366,9 @@ def _figures(args) -> int:
 
 
 def _tables(args) -> int:
-    from .report.tables import markdown, update_readme
+    from .report.tables import markdown
 
-    if args.update_readme:
-        changed = update_readme(args.update_readme, args.results)
-        print(f"{args.update_readme}: results table {'updated' if changed else 'already up to date'}")
-    else:
-        print(markdown(args.results), end="")
+    print(markdown(args.results), end="")
     return 0
 
 
@@ -461,6 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     dia.add_argument("--out", help="JSON file (default: results/diagnostics_<run>.json or _bounds.json)")
     _add_locations(dia)
     dia.set_defaults(handler=_diagnose)
+    doc = commands.add_parser("docs", help="write README.md and docs/ from docs/templates/, numbers from results/")
+    doc.add_argument("--check", action="store_true", help="only say which files differ (exit 1 if any)")
+    doc.add_argument("--results", help="results folder (default: results/)")
+    doc.add_argument("--root-dir", default=".", help="the repository (default: .)")
+    doc.set_defaults(handler=_docs)
     com = commands.add_parser(
         "compare", help="a rerun's results beside the committed results and the paper's, each difference judged"
     )
@@ -490,7 +505,6 @@ def build_parser() -> argparse.ArgumentParser:
     gra.set_defaults(handler=_gradients)
     tab = commands.add_parser("tables", help="the paper's tables beside ours, from results/, as Markdown")
     tab.add_argument("--results", default="results", help="results folder (default: results/)")
-    tab.add_argument("--update-readme", metavar="README", help="rewrite the results table inside this file")
     tab.set_defaults(handler=_tables)
     fig = commands.add_parser("figures", help="draw the reproduction's figures from runs/ and results/")
     fig.add_argument("--quick", action="store_true", help="use (and train if missing) the quick runs")

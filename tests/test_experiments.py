@@ -13,7 +13,6 @@ from rpl.experiments import EXPERIMENTS, reproduce, run_lock, run_names
 from rpl.report import paper, tables
 from rpl.report.claims import CLAIMS
 from rpl.report.claims import claims as verdicts_of
-from rpl.report.diagnostics import recipe_markdown
 from rpl.report.figures import FIGURES
 from rpl.runs import PRESETS, TrainConfig
 
@@ -201,9 +200,9 @@ def test_tables_and_claims_from_results_files(tmp_path):
     assert claims.loc["ablation_softmax-max", "reproduces"] == "no"  # softmax first is better here
     assert claims.loc["ablation_superpixels", "reproduces"] == ""  # not run
     _write_result(tmp_path, "ablation_both-separate", 0.90)  # seeds 1 and 2 still missing: no verdict yet
-    claims = verdicts_of(tables.load_results(tmp_path)).set_index("A")
-    assert claims.loc["ablation_both-separate", "ours A - B"] == "48.0"
-    assert claims.loc["ablation_both-separate", "reproduces"] == ""
+    claims = verdicts_of(tables.load_results(tmp_path)).set_index("claim")
+    assert claims.loc["separate beats tied weights (Table 4)", "ours A - B"] == "48.0"
+    assert claims.loc["separate beats tied weights (Table 4)", "reproduces"] == ""
     text = tables.markdown(tmp_path)
     assert "| Table 4 | Free-form (region) | class acc. | 62.8 | 42.0 (40.0–44.0) |" in text
     # a literature row on one line; the paper's PASCAL Context rows say why ours are missing
@@ -235,14 +234,13 @@ def test_literature_rows_are_the_papers():
     assert frame["row"].iloc[-1].startswith("Ours")  # ours after the literature, as in the paper
 
 
-def test_readme_results_table_matches_the_results_files(monkeypatch):
-    monkeypatch.chdir(Path(__file__).parents[1])  # the table names files relative to the repository
-    readme = Path("README.md").read_text()
-    assert tables.markdown("results") in readme, (
-        "README's table is stale: python -m rpl tables --update-readme README.md"
-    )
-    start, end = tables.DIAGNOSIS_MARKERS
-    assert f"{start}\n{recipe_markdown('results')}{end}" in readme, "README's diagnosis table is stale: same command"
+def test_readme_and_docs_are_written_from_the_results_files():
+    """Every number in README.md and docs/ comes from results/: the files equal their templates
+    rendered now (python -m rpl docs)."""
+    from rpl.report.docs import render_all
+
+    stale = render_all(Path(__file__).parents[1], check=True)
+    assert not stale, f"{[str(p) for p in stale]} differ from their templates: run python -m rpl docs"
 
 
 def test_figures_command_writes_every_figure(env, capsys):
@@ -252,19 +250,19 @@ def test_figures_command_writes_every_figure(env, capsys):
     assert all((out / f).stat().st_size > 10_000 for f in FIGURES)
 
 
-def test_update_readme_rewrites_only_the_marked_table(tmp_path):
+def test_templates_read_numbers_from_results_files(tmp_path):
+    from rpl.report.docs import render
+
     _write_result(tmp_path, "ablation_box", 0.30)
+    _write_result(tmp_path, "ablation_box_seed1", 0.36)
     _write_result(tmp_path, "e2s2_cpu", 0.40, preset="cpu")
-    readme = tmp_path / "README.md"
-    start, end = tables.README_MARKERS
-    d_start, d_end = tables.DIAGNOSIS_MARKERS
-    readme.write_text(f"intro\n{start}\nold table\n{end}\nmiddle\n{d_start}\nold diagnosis\n{d_end}\nafter\n")
-    assert tables.update_readme(readme, tmp_path)
-    text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith(f"{d_end}\nafter\n") and "old table" not in text
-    assert "| Table 4 | Box (bbox) | class acc. | 62.3 | 30.0 |" in text and "\nmiddle\n" in text
-    assert "old diagnosis" not in text and "| run (`results/<run>.json`) | preset, epochs | class |" in text
-    assert not tables.update_readme(readme, tmp_path)  # already up to date
-    readme.write_text("no markers")
-    with pytest.raises(ValueError, match="lacks the markers"):
-        tables.update_readme(readme, tmp_path)
+    text = render(
+        'box {{ cls("ablation_box") }}% ({{ lo("cls", "ablation_box") }}-{{ hi("cls", "ablation_box") | .0f }}, '
+        '{{ seeds("ablation_box") }} seeds); gap {{ cls("e2s2_cpu") - cls("ablation_box_seed1") }}; '
+        'paper {{ paper("Table 4", "Box (bbox)", "cls") }}',
+        tmp_path,
+    )
+    assert text == "box 33.0% (30.0-36, 2 seeds); gap 4.0; paper 62.3"
+    assert "| Table 4 | Box (bbox) | class acc. | 62.3 | 33.0 (30.0–36.0) |" in render("{{ tables() }}", tmp_path)
+    with pytest.raises(ValueError, match=r"doc: \{\{cls\(\"fcn_cpu\"\)\}\}: no results file for 'fcn_cpu'"):
+        render('{{cls("fcn_cpu")}}', tmp_path, source="doc")

@@ -10,13 +10,11 @@ The paper's numbers are in :mod:`rpl.report.paper`.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..experiments import EXPERIMENTS, load_results
-from ..files import write_text
 from .paper import PAPER
 
 __all__ = [
@@ -29,7 +27,6 @@ __all__ = [
     "all_tables",
     "pretty",
     "markdown",
-    "update_readme",
     "markdown_table",
 ]
 
@@ -241,40 +238,3 @@ def pretty(frame: pd.DataFrame) -> pd.DataFrame:
     )
     keep = ~(frame["paper"].isna() & frame["ours"].isna())
     return out[keep.to_numpy()].reset_index(drop=True)
-
-
-README_MARKERS = (
-    "<!-- results table: python -m rpl tables --update-readme README.md -->",
-    "<!-- end of results table -->",
-)
-DIAGNOSIS_MARKERS = (
-    "<!-- diagnosis table: python -m rpl tables --update-readme README.md -->",
-    "<!-- end of diagnosis table -->",
-)
-
-
-def _between(text: str, markers: tuple, body: str) -> str:
-    start, end = markers
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    return f"{head}{start}\n{body}{end}{tail}"
-
-
-def update_readme(path, results_dir="results") -> bool:
-    """Replace the results table between the README's markers by :func:`markdown`'s and, where
-    the README has its markers, the diagnosis table by
-    :func:`rpl.report.diagnostics.recipe_markdown`'s; returns whether the file changed. Raises
-    ValueError when the results table's markers are missing."""
-    from .diagnostics import recipe_markdown
-
-    path = Path(path)
-    text = path.read_text()
-    start, end = README_MARKERS
-    if start not in text or end not in text:
-        raise ValueError(f"{path} lacks the markers {start!r} ... {end!r} around its results table")
-    new = _between(text, README_MARKERS, markdown(results_dir))
-    if all(m in new for m in DIAGNOSIS_MARKERS):
-        new = _between(new, DIAGNOSIS_MARKERS, recipe_markdown(results_dir))
-    if new != text:
-        write_text(path, new)
-    return new != text

@@ -1,0 +1,145 @@
+"""The README and docs/ from templates, so that every number in their prose is read from
+``results/`` when they are written, never typed by hand.
+
+    python -m rpl docs            # docs/templates/*.md -> README.md and docs/*.md
+    python -m rpl docs --check    # exit 1 if a written file differs from its template's rendering
+
+A template is Markdown with ``{{ expression }}`` fields, each replaced by its value: a number
+is written with one decimal, or with the format after ``|`` (``{{ minutes("e2s2_cpu") | .0f }}``).
+An expression is Python over these functions of an experiment (the mean of its seeds' results
+files) or a run (one results file):
+
+* ``cls``, ``glob``, ``bnd``, ``miou``: class-average accuracy, global accuracy, class-average
+  accuracy within 4 px of a boundary, mean IoU, in percent;
+* ``lo``, ``hi`` (``measure, name``): the lowest and highest seed, ``seeds(name)`` their count;
+* ``minutes(name)``: training time in minutes (mean over seeds);
+* ``paper(table, row, measure)``: the paper's number (:mod:`rpl.report.paper`);
+* ``pct(file, *keys)`` and ``val(file, *keys)``: a value inside any JSON file of ``results/``
+  (``pct`` times 100); a list index is an integer key;
+* ``experiments(preset, group="paper")``: the experiments of a preset and group with results;
+* ``verdicts()``: the paper's comparisons and whether ours reproduce them, as a Markdown table
+  (:func:`rpl.report.claims.claims`); ``tables()``: every table beside the paper
+  (:func:`rpl.report.tables.markdown`).
+
+``README.md``'s template is ``docs/templates/README.md``; ``docs/<name>.md``'s is
+``docs/templates/<name>.md``. The written files start with a comment naming their template.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from ..experiments import EXPERIMENTS, load_results
+from ..files import write_text
+from .paper import PAPER
+from .tables import measure
+
+__all__ = ["render", "render_all", "TEMPLATES"]
+
+TEMPLATES = Path("docs/templates")
+FIELD = re.compile(r"\{\{(.+?)\}\}", re.S)
+MEASURES = {"cls": "class_accuracy", "glob": "global_accuracy", "bnd": "boundary_class_accuracy", "miou": "mean_iou"}
+
+
+def _namespace(results_dir) -> dict:
+    results_dir = Path(results_dir)
+    results = load_results(results_dir)
+
+    def payloads(name: str) -> list:
+        if name in EXPERIMENTS:
+            found = [results[run] for run, _ in EXPERIMENTS[name].runs() if run in results]
+        else:
+            found = [results[name]] if name in results else []
+        if not found:
+            raise ValueError(f"no results file for {name!r} in {results_dir}")
+        return found
+
+    def values(key: str, name: str) -> list:
+        return [measure(p, key) for p in payloads(name)]
+
+    def mean(key):
+        return lambda name: sum(values(key, name)) / len(values(key, name))
+
+    def read(file: str, *keys):
+        value = json.loads((results_dir / file).read_text())
+        for key in keys:
+            value = value[key]
+        return value
+
+    def verdicts() -> str:
+        from .claims import claims
+        from .tables import markdown_table
+
+        table = claims(results).drop(columns=["A", "B"])
+        return markdown_table(table).rstrip("\n")
+
+    def tables() -> str:
+        from .tables import markdown
+
+        return markdown(results_dir).rstrip("\n")
+
+    space = {short: mean(key) for short, key in MEASURES.items()}
+    space |= {
+        "lo": lambda short, name: min(values(MEASURES[short], name)),
+        "hi": lambda short, name: max(values(MEASURES[short], name)),
+        "seeds": lambda name: len(payloads(name)),
+        "minutes": lambda name: sum(p["train_seconds"] for p in payloads(name)) / len(payloads(name)) / 60,
+        "paper": lambda table, row, key: PAPER[(table, row)][MEASURES.get(key, key)],
+        "pct": lambda file, *keys: 100 * read(file, *keys),
+        "val": read,
+        "verdicts": verdicts,
+        "experiments": lambda preset, group="paper": [
+            e.name
+            for e in EXPERIMENTS.values()
+            if e.preset == preset and e.group == group and any(run in results for run, _ in e.runs())
+        ],
+        "tables": tables,
+        "abs": abs,
+        "min": min,
+        "max": max,
+    }
+    return space
+
+
+def render(text: str, results_dir="results", source: str = "template") -> str:
+    """``text`` with every ``{{ expression }}`` replaced by its value (see the module docstring);
+    a field that cannot be evaluated raises ValueError naming ``source`` and the field."""
+    space = _namespace(results_dir)
+
+    def value(match) -> str:
+        expression, _, spec = match.group(1).partition("|")
+        try:
+            result = eval(expression.strip(), {"__builtins__": {}, **space})  # our own templates only
+        except Exception as e:
+            raise ValueError(f"{source}: {{{{{match.group(1).strip()}}}}}: {e}") from None
+        if isinstance(result, float):
+            if math.isnan(result):
+                return "–"
+            return format(result, spec.strip() or ".1f")
+        return format(result, spec.strip()) if spec.strip() else str(result)
+
+    return FIELD.sub(value, text)
+
+
+def _target(template: Path, root: Path) -> Path:
+    return root / "README.md" if template.name == "README.md" else root / "docs" / template.name
+
+
+def render_all(root=".", results_dir=None, check: bool = False) -> list[Path]:
+    """Render every template under ``root/docs/templates``; write the files that changed (or,
+    with ``check``, only report them). Returns the files that differ(ed) from their rendering."""
+    root = Path(root)
+    results_dir = Path(results_dir) if results_dir is not None else root / "results"
+    changed = []
+    for template in sorted((root / TEMPLATES).glob("*.md")):
+        target = _target(template, root)
+        header = f"<!-- written by `python -m rpl docs` from {TEMPLATES / template.name}: edit that file -->\n"
+        text = header + render(template.read_text(), results_dir, str(template))
+        if not target.is_file() or target.read_text() != text:
+            changed.append(target)
+            if not check:
+                write_text(target, text)
+    return changed
