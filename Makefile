@@ -56,8 +56,8 @@ reproduce: $(STAMP)
 	@$(MAKE) --no-print-directory _runs RUNFLAGS="$(QUICKFLAG) --runs $(OUT)/runs --results $(OUT)/results"
 	@echo "== figures"
 	$(PY) -m rpl figures $(QUICKFLAG) --runs $(OUT)/runs --out $(OUT)/figures
-	@$(MAKE) --no-print-directory _notebooks NBFLAGS="--output-dir $(OUT)/notebooks" \
-		NBENV="RPL_RUNS=$(HERE)/runs RPL_RESULTS=$(HERE)/results RPL_FIGURES=$(HERE)/figures"
+	@$(MAKE) --no-print-directory _notebooks NBFLAGS="--output-dir $(OUT)/notebooks --times $(OUT)/notebook_times.json \
+		--env RPL_RUNS=$(HERE)/runs --env RPL_RESULTS=$(HERE)/results --env RPL_FIGURES=$(HERE)/figures"
 	@echo "== the rerun beside the committed results and the paper"
 	$(PY) -m rpl compare $(OUT)/results --out $(OUT)/comparison.md
 	@echo "== done: $(OUT)/ holds the runs, results, figures, notebooks and comparison.md"
@@ -70,7 +70,7 @@ notebooks: $(STAMP)
 	$(PY) -m rpl proposals --dataset siftflow --split all --color-spaces rgb,hsv,lab
 	@$(MAKE) --no-print-directory _runs RUNFLAGS="--only ablation_baseline --only e2s2_cpu --only fcn_cpu \
 		--runs runs --results reproduction/notebook-results"
-	@$(MAKE) --no-print-directory _notebooks NBFLAGS="--inplace" NBENV=""
+	@$(MAKE) --no-print-directory _notebooks NBFLAGS="--times results/notebook_times.json"
 
 _runs:
 	@pids=""; for i in $$(seq $(JOBS)); do \
@@ -79,9 +79,4 @@ _runs:
 	status=0; for p in $$pids; do wait $$p || status=1; done; exit $$status
 
 _notebooks:
-	@for nb in $(NOTEBOOKS); do \
-		echo "== running $$nb (RPL_QUICK=$(QUICK))"; \
-		start=$$(date +%s); \
-		env RPL_QUICK=$(QUICK) $(NBENV) $(PY) -m jupyter nbconvert --to notebook --execute $(NBFLAGS) $$nb || exit 1; \
-		echo "   $$nb: $$(( $$(date +%s) - start )) s"; \
-	done
+	$(PY) -m rpl notebooks $(QUICKFLAG) $(NBFLAGS)

@@ -42,6 +42,12 @@ def _check(args) -> int:
     return 0
 
 
+def _env_pair(text: str) -> str:
+    if "=" not in text or not text.split("=", 1)[0]:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return text
+
+
 def _workers(text: str) -> int:
     try:
         count = int(text)
@@ -200,6 +206,14 @@ def _reproduce(args) -> int:
         device=args.device,
         progress=args.progress,
     )
+    return 0
+
+
+def _notebooks(args) -> int:
+    from .course import run_notebooks
+
+    env = dict(pair.split("=", 1) for pair in args.env)
+    run_notebooks(args.folder, args.output_dir, args.quick, env, args.times)
     return 0
 
 
@@ -471,6 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
     dia.add_argument("--out", help="JSON file (default: results/diagnostics_<run>.json or _bounds.json)")
     _add_locations(dia)
     dia.set_defaults(handler=_diagnose)
+    nbs = commands.add_parser("notebooks", help="run the notebooks in order, each timed")
+    nbs.add_argument("--quick", action="store_true", help="quick mode (RPL_QUICK=1)")
+    nbs.add_argument("--output-dir", help="write the executed notebooks there (default: in place)")
+    nbs.add_argument("--times", help="record each notebook's time in this JSON file")
+    nbs.add_argument("--folder", default="notebooks", help="the notebooks' folder (default: notebooks/)")
+    nbs.add_argument(
+        "--env", action="append", default=[], type=_env_pair, metavar="KEY=VALUE", help="for the kernels (repeatable)"
+    )
+    nbs.set_defaults(handler=_notebooks)
     doc = commands.add_parser("docs", help="write README.md and docs/ from docs/templates/, numbers from results/")
     doc.add_argument("--check", action="store_true", help="only say which files differ (exit 1 if any)")
     doc.add_argument("--results", help="results folder (default: results/)")

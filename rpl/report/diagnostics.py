@@ -29,6 +29,7 @@ __all__ = [
     "learning_curve",
     "recipe_table",
     "recipe_markdown",
+    "gradient_figure",
     "WATCHED",
 ]
 
@@ -273,3 +274,26 @@ def recipe_table(results_dir="results", references=("e2s2_cpu", "fcn_cpu", "fcn_
     numeric = [c for c in table.columns if c not in ("preset", "epochs")]
     table[numeric] = table[numeric].astype(float) * 100
     return table.round(1)
+
+
+def gradient_figure(gradients: dict, labels: dict | None = None):
+    """The gradient each model sends into its backbone (``python -m rpl gradients``' payload,
+    ``{"models": {name: measurement}}``), per block: its norm per image and, over a step's
+    images, their coherence (‖Σ g_i‖ / Σ ‖g_i‖). ``labels`` renames the models in the legend."""
+    import matplotlib.pyplot as plt
+
+    labels = labels or {}
+    fig, (norm, coherence) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for name, measured in gradients["models"].items():
+        blocks = measured["blocks"]
+        x = [b["block"] for b in blocks]
+        line = norm.plot(x, [b["grad_norm"] for b in blocks], marker="o", ms=3, label=labels.get(name, name))[0]
+        coherence.plot(x, [b["coherence"] for b in blocks], marker="o", ms=3, color=line.get_color())
+    n = next(iter(gradients["models"].values()))["images_per_step"]
+    coherence.axhline(n**-0.5, color="grey", lw=0.8, ls="--")
+    coherence.text(0, n**-0.5, f" unrelated directions (1/√{n})", va="bottom", fontsize=8, color="grey")
+    norm.set(yscale="log", xlabel="backbone block (input → output)", ylabel="‖gradient‖ per image")
+    coherence.set(xlabel="backbone block (input → output)", ylabel="coherence over a step", ylim=(0, 1))
+    norm.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -19,7 +19,8 @@ files) or a run (one results file):
 * ``experiments(preset, group="paper")``: the experiments of a preset and group with results;
 * ``verdicts()``: the paper's comparisons and whether ours reproduce them, as a Markdown table
   (:func:`rpl.report.claims.claims`); ``tables()``: every table beside the paper
-  (:func:`rpl.report.tables.markdown`).
+  (:func:`rpl.report.tables.markdown`); ``diagnosis_table()``: every diagnosis run
+  (:func:`rpl.report.diagnostics.recipe_markdown`).
 
 ``README.md``'s template is ``docs/templates/README.md``; ``docs/<name>.md``'s is
 ``docs/templates/<name>.md``. The written files start with a comment naming their template.
@@ -76,6 +77,11 @@ def _namespace(results_dir) -> dict:
         table = claims(results).drop(columns=["A", "B"])
         return markdown_table(table).rstrip("\n")
 
+    def diagnosis_table() -> str:
+        from .diagnostics import recipe_markdown
+
+        return recipe_markdown(results_dir).rstrip("\n")
+
     def tables() -> str:
         from .tables import markdown
 
@@ -97,6 +103,7 @@ def _namespace(results_dir) -> dict:
             if e.preset == preset and e.group == group and any(run in results for run, _ in e.runs())
         ],
         "tables": tables,
+        "diagnosis_table": diagnosis_table,
         "abs": abs,
         "min": min,
         "max": max,
