@@ -277,6 +277,9 @@ _HEADS = (
      "MobileNetV2's own ImageNet 1x1 convolution to 1280 channels as the neck, then each region's max per "
      "channel and the classifier"),
     ("levels-2", ("levels=2",), "the region layers read the stride-8 features too (pooled at stride 8)"),
+    ("linear-1x1-levels-2", (*_LINEAR_1X1, "levels=2"),
+     "no neck, no fc layers, the stride-8 features pooled too: each region's max per channel at stride 8, "
+     "then the classifier"),
 )  # fmt: skip
 EXPERIMENTS |= {
     e.name: e

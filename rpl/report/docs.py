@@ -17,6 +17,8 @@ files) or a run (one results file):
 * ``pct(file, *keys)`` and ``val(file, *keys)``: a value inside any JSON file of ``results/``
   (``pct`` times 100); a list index is an integer key;
 * ``experiments(preset, group="paper")``: the experiments of a preset and group with results;
+* ``nbtime(notebook, mode="full")``: how long the notebook ran (``results/notebook_times.json``,
+  ``python -m rpl notebooks --times``), ``duration(seconds)`` any time in s or min;
 * ``verdicts()``: the paper's comparisons and whether ours reproduce them, as a Markdown table
   (:func:`rpl.report.claims.claims`); ``tables()``: every table beside the paper
   (:func:`rpl.report.tables.markdown`); ``diagnosis_table()``: every diagnosis run
@@ -87,6 +89,15 @@ def _namespace(results_dir) -> dict:
 
         return markdown(results_dir).rstrip("\n")
 
+    def duration(seconds: float) -> str:
+        return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+    def nbtime(name: str, mode: str = "full") -> str:
+        times = read("notebook_times.json")
+        if mode not in times or name not in times[mode]["seconds"]:
+            return "not measured"
+        return duration(times[mode]["seconds"][name])
+
     space = {short: mean(key) for short, key in MEASURES.items()}
     space |= {
         "lo": lambda short, name: min(values(MEASURES[short], name)),
@@ -97,6 +108,8 @@ def _namespace(results_dir) -> dict:
         "pct": lambda file, *keys: 100 * read(file, *keys),
         "val": read,
         "verdicts": verdicts,
+        "nbtime": nbtime,
+        "duration": duration,
         "experiments": lambda preset, group="paper": [
             e.name
             for e in EXPERIMENTS.values()
