@@ -158,7 +158,9 @@ EXPERIMENTS = {
             "cpu",
             description="end to end, region + box pooling with separate weights, balanced loss, fine-tuned backbone",
         ),
-        Experiment("fcn_cpu", "cpu", ("model=fcn",), description="FCN-16s-style on the same fine-tuned backbone"),
+        Experiment(
+            "fcn_cpu", "cpu", ("model=fcn",), (0, 1), description="FCN-16s-style on the same fine-tuned backbone"
+        ),
         Experiment(
             "fcn_cpu_unbalanced",
             "cpu",
