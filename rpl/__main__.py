@@ -284,6 +284,9 @@ def _gradients(args) -> int:
     unknown = [name for name in args.init if name not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"--init {unknown[0]}: not an experiment; choose from {sorted(EXPERIMENTS)}")
+    code = {key: value for key, value in provenance().items() if key.startswith("git_")}  # the code it starts from
+    command = "python -m rpl gradients " + " ".join([*args.runs, *(f"--init {n}" for n in args.init)])
+    command += f" --images {args.images} --per-step {args.per_step} --out {args.out}"
     models = {}
     for folder in args.runs:
         run = open_run(folder)
@@ -301,7 +304,7 @@ def _gradients(args) -> int:
             f"coherence {last['coherence']:.2f}, output entries with a gradient "
             f"{payload[key]['output_entries_with_gradient']:.1%}"
         )
-    write_json(args.out, provenance(models=payload))
+    write_json(args.out, provenance(command=command, models=payload) | code)
     print(f"-> {args.out}")
     return 0
 
