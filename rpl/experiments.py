@@ -32,6 +32,7 @@ __all__ = [
     "QUICK_RESULTS",
     "compare",
     "notebook_run",
+    "finished_run",
 ]
 
 # Where quick mode (CI, ``--quick``) keeps its runs and results, apart from the real ones.
@@ -523,27 +524,35 @@ def compare(rerun_dir, committed_dir="results", groups=("paper",)):
 
 
 def notebook_run(experiment: str, quick: bool, root=Path(".."), cache_root=None) -> Path:
-    """The run folder a notebook shows for ``experiment`` (seed 0): ``$RPL_RUNS/<run>``, by
-    default ``root/runs`` (quick mode: ``root/cache/quick-runs``). In quick mode a missing run is
-    trained here (a minute or two; its results into ``$RPL_RESULTS`` or
+    """The run folder a notebook shows for ``experiment``: its first seed with a finished run in
+    ``$RPL_RUNS`` (default ``root/runs``; quick mode: ``root/cache/quick-runs``). In quick mode a
+    missing run is trained here (seed 0, a minute or two; its results into ``$RPL_RESULTS`` or
     ``root/cache/quick-results``); otherwise a missing run raises FileNotFoundError naming
     ``make notebooks``, which trains the runs the notebooks show."""
     import os
 
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}; choose from {sorted(EXPERIMENTS)}")
-    name = EXPERIMENTS[experiment].runs()[0][0]
     runs = Path(os.environ.get("RPL_RUNS") or Path(root) / (QUICK_RUNS if quick else "runs"))
-    if (runs / name / "train.json").is_file():
-        return runs / name
+    found = finished_run(runs, experiment)
+    if found is not None:
+        return found
     if quick:
         results = Path(os.environ.get("RPL_RESULTS") or Path(root) / QUICK_RESULTS)
         reproduce(
             runs, results, quick=True, only=[experiment], cache_root=cache_root, progress=False, log=lambda _: None
         )
-        return runs / name
+        return runs / EXPERIMENTS[experiment].runs(quick=True)[0][0]
     raise FileNotFoundError(
-        f"{runs / name} has no finished run: `make notebooks` trains the runs the notebooks show "
+        f"{runs / experiment} has no finished run: `make notebooks` trains the runs the notebooks show "
         f"(about 1 h on 2 cores), or this one alone: python -m rpl reproduce --only {experiment} "
         "--results reproduction/notebook-results"
     )
+
+
+def finished_run(runs_dir, experiment: str) -> Path | None:
+    """The folder of ``experiment``'s first seed with a finished run under ``runs_dir``, or None."""
+    for name, _ in EXPERIMENTS[experiment].runs():
+        if (Path(runs_dir) / name / "train.json").is_file():
+            return Path(runs_dir) / name
+    return None

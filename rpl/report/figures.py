@@ -32,17 +32,20 @@ __all__ = [
 FIGURES = ("05_paper_vs_ours.png", "06_examples.png", "06_boundaries.png", "06_explorer.png")
 
 
-def figure_runs(runs_dir="runs") -> Path:
-    """``runs_dir``, checked to hold the two finished runs the figures compare, ``e2s2_cpu`` and
-    ``fcn_cpu`` (figures read runs; ``python -m rpl reproduce`` trains them)."""
-    runs_dir = Path(runs_dir)
-    for run in ("e2s2_cpu", "fcn_cpu"):
-        if not (runs_dir / run / "train.json").is_file():
+def figure_runs(runs_dir="runs") -> dict[str, Path]:
+    """The two finished runs the figures compare, ``{"e2s2_cpu": folder, "fcn_cpu": folder}``:
+    each experiment's first seed with a finished run in ``runs_dir`` (figures read runs;
+    ``python -m rpl reproduce`` trains them)."""
+    from ..experiments import finished_run
+
+    runs = {experiment: finished_run(runs_dir, experiment) for experiment in ("e2s2_cpu", "fcn_cpu")}
+    for experiment, folder in runs.items():
+        if folder is None:
             raise FileNotFoundError(
-                f"{runs_dir / run} has no finished run: train it first (`python -m rpl reproduce "
+                f"{Path(runs_dir) / experiment} has no finished run: train it first (`python -m rpl reproduce "
                 "--only e2s2_cpu --only fcn_cpu`, with --quick for the quick runs)"
             )
-    return runs_dir
+    return runs
 
 
 def example_names(dataset, count: int = 5) -> list[str]:
@@ -176,16 +179,16 @@ def make_figures(
 
     from .tables import all_tables
 
-    runs_dir = figure_runs(runs_dir)
+    runs = figure_runs(runs_dir)
     dataset = SiftFlow("test", data_root)
     names = example_names(dataset, examples_count)
-    ours = predictions(runs_dir / "e2s2_cpu", dataset, names, cache_root)
-    fcn = predictions(runs_dir / "fcn_cpu", dataset, names, cache_root)
+    ours = predictions(runs["e2s2_cpu"], dataset, names, cache_root)
+    fcn = predictions(runs["fcn_cpu"], dataset, names, cache_root)
     figures = {
         "05_paper_vs_ours.png": lambda: paper_vs_ours(all_tables(results_dir)),
         "06_examples.png": lambda: examples(dataset, names, ours, fcn),
         "06_boundaries.png": lambda: boundary_closeups(dataset, names, ours, fcn),
-        "06_explorer.png": lambda: explorer_snapshot(runs_dir / "e2s2_cpu", dataset, names[0], cache_root),
+        "06_explorer.png": lambda: explorer_snapshot(runs["e2s2_cpu"], dataset, names[0], cache_root),
     }
     paths = []
     for filename, draw in figures.items():
