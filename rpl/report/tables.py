@@ -48,7 +48,7 @@ OURS = {
     # layers after the backbone give alone, before fine-tuning moves it.
     ("Table 3", "FCN-16s, frozen backbone"): "frozen_fcn_unbalanced",
     ("Table 3", "FCN-16s, balanced loss, frozen backbone"): "frozen_fcn",
-    ("Table 3", "Ours, frozen backbone"): "ablation_both-separate",
+    ("Table 3", "Ours, frozen backbone"): "frozen_linear-1x1",
     ("Table 3", "Ours, PASCAL Context"): "pascal-context_cpu",
     ("Table 4", "Box (bbox)"): "ablation_box",
     ("Table 4", "Free-form (region)"): "ablation_free-form",

@@ -248,8 +248,11 @@ PRESETS = {
         test_images=5,
     ),
     # The default: ImageNet MobileNetV2 at stride 16 on real SIFT Flow, 2 CPU cores; the paper's
-    # model (region + box pooling, separate weights: Table 4's best row).
-    "cpu": TrainConfig(preset="cpu", pooling="both", combine="separate"),
+    # model (region + box pooling, separate weights: Table 4's best row) with a linear head: each
+    # region's max per channel (free-form and box) straight to the classifier. MobileNetV2 has no
+    # ImageNet fc6/fc7 to start from, and random ones (neck=128, head=512, 7x7 bins: the preset
+    # until the diagnosis in docs/diagnosis.md, e2s2_cpu_fc512) made fine-tuning hurt.
+    "cpu": TrainConfig(preset="cpu", pooling="both", combine="separate", neck=0, head=0, bins=1),
     # Ablations (Tables 1, 4, Sec. 4.3) on 2 cores: the cpu preset's settings but free-form
     # pooling with tied weights (TrainConfig's defaults; each row sets its own) and the ImageNet
     # backbone frozen, its features computed once per image and flip (cache/features); neck, fc
