@@ -270,6 +270,8 @@ def _compare(args) -> int:
 
 
 def _gradients(args) -> int:
+    from pathlib import Path
+
     import torch
 
     from .experiments import EXPERIMENTS
@@ -285,12 +287,14 @@ def _gradients(args) -> int:
     if unknown:
         raise ValueError(f"--init {unknown[0]}: not an experiment; choose from {sorted(EXPERIMENTS)}")
     code = {key: value for key, value in provenance().items() if key.startswith("git_")}  # the code it starts from
-    command = "python -m rpl gradients " + " ".join([*args.runs, *(f"--init {n}" for n in args.init)])
+    command = "python -m rpl gradients " + " ".join(
+        [*(f"runs/{Path(r).name}" for r in args.runs), *(f"--init {n}" for n in args.init)]
+    )
     command += f" --images {args.images} --per-step {args.per_step} --out {args.out}"
     models = {}
     for folder in args.runs:
         run = open_run(folder)
-        models[folder] = (run.model, run.cfg)
+        models[Path(folder).name] = (run.model, run.cfg)  # the run's name: its trained layers
     for name in args.init:
         cfg = EXPERIMENTS[name].config()
         torch.manual_seed(cfg.seed)
