@@ -30,6 +30,10 @@ __all__ = [
     "recipe_table",
     "recipe_markdown",
     "gradient_figure",
+    "head_table",
+    "HEADS",
+    "gradient_rows",
+    "GRADIENT_MODELS",
     "WATCHED",
 ]
 
@@ -276,13 +280,78 @@ def recipe_table(results_dir="results", references=("e2s2_cpu", "fcn_cpu", "fcn_
     return table.round(1)
 
 
+# The models of the fine-tuning diagnosis: (what follows the backbone, frozen experiment,
+# fine-tuned experiment), each frozen row trained 10 epochs on cached features, each fine-tuned
+# row 5 epochs of the whole network.
+HEADS = (
+    ("FCN: 1×1 classifiers at stride 16 and 8, upsampled", "frozen_fcn", "fcn_cpu"),
+    (
+        "region model, old head: 1×1 neck to 128, 7×7 bins, random fc6/fc7 of 512 with dropout",
+        "ablation_both-separate",
+        "e2s2_cpu_fc512",
+    ),
+    (
+        "region model, linear head: each region's max per channel, then the classifier (the cpu preset)",
+        "frozen_linear-1x1",
+        "e2s2_cpu",
+    ),
+)
+
+
+def head_table(results_dir="results"):
+    """The frozen-versus-fine-tuned comparison of :data:`HEADS` (pandas DataFrame, percentages,
+    means over seeds): class and 4-px boundary class accuracy of each, the seed counts, and
+    what fine-tuning gives in class accuracy."""
+    import pandas as pd
+
+    from ..experiments import load_results
+    from .tables import _ours
+
+    results = load_results(results_dir)
+    rows = []
+    for what, frozen, tuned in HEADS:
+        row = {"after the backbone": what}
+        for label, experiment in (("frozen", frozen), ("fine-tuned", tuned)):
+            for key, short in (("class_accuracy", "class"), ("boundary_class_accuracy", "boundary class")):
+                row[f"{label}: {short}"] = _ours(results, experiment, key)["ours"]
+            row[f"{label}: seeds"] = _ours(results, experiment, "class_accuracy")["seeds"]
+        row["fine-tuning gives (class)"] = row["fine-tuned: class"] - row["frozen: class"]
+        rows.append(row)
+    return pd.DataFrame.from_records(rows)
+
+
+# What each model measured by ``python -m rpl gradients`` is, in the figure and the docs: the
+# experiment whose model it is, and whether its heads are as initialised or trained.
+GRADIENT_MODELS = {
+    "init:fcn_cpu": ("FCN", "as initialised"),
+    "frozen_fcn": ("FCN", "trained on the frozen backbone"),
+    "init:e2s2_cpu_fc512": ("region model, old head (fc 512)", "as initialised"),
+    "init:e2s2_cpu": ("region model, linear head (cpu preset)", "as initialised"),
+    "frozen_linear-1x1": ("region model, linear head (cpu preset)", "trained on the frozen backbone"),
+}
+
+
+def gradient_rows(gradients: dict) -> str:
+    """Markdown rows (model | heads | gradient norm at the backbone output | output entries
+    reached | coherence) of ``python -m rpl gradients``' payload."""
+    lines = []
+    for name, measured in gradients["models"].items():
+        model, heads = GRADIENT_MODELS.get(name, (name, ""))
+        last = measured["blocks"][-1]
+        lines.append(
+            f"| {model} | {heads} | {last['grad_norm']:.2f} | {measured['output_entries_with_gradient']:.0%} "
+            f"| {last['coherence']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def gradient_figure(gradients: dict, labels: dict | None = None):
     """The gradient each model sends into its backbone (``python -m rpl gradients``' payload,
     ``{"models": {name: measurement}}``), per block: its norm per image and, over a step's
     images, their coherence (‖Σ g_i‖ / Σ ‖g_i‖). ``labels`` renames the models in the legend."""
     import matplotlib.pyplot as plt
 
-    labels = labels or {}
+    labels = labels or {k: f"{model}, {heads}" for k, (model, heads) in GRADIENT_MODELS.items()}
     fig, (norm, coherence) = plt.subplots(1, 2, figsize=(10, 3.4))
     for name, measured in gradients["models"].items():
         blocks = measured["blocks"]

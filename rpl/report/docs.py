@@ -22,7 +22,9 @@ files) or a run (one results file):
 * ``verdicts()``: the paper's comparisons and whether ours reproduce them, as a Markdown table
   (:func:`rpl.report.claims.claims`); ``tables()``: every table beside the paper
   (:func:`rpl.report.tables.markdown`); ``diagnosis_table()``: every diagnosis run
-  (:func:`rpl.report.diagnostics.recipe_markdown`).
+  (:func:`rpl.report.diagnostics.recipe_markdown`); ``head_table()``: the frozen-versus-fine-tuned table of the heads
+  (:func:`rpl.report.diagnostics.head_table`); ``gradient_rows()``: the gradient
+  measurement's table rows (``results/gradients.json``).
 
 ``README.md``'s template is ``docs/templates/README.md``; ``docs/<name>.md``'s is
 ``docs/templates/<name>.md``. The written files start with a comment naming their template.
@@ -79,6 +81,17 @@ def _namespace(results_dir) -> dict:
         table = claims(results).drop(columns=["A", "B"])
         return markdown_table(table).rstrip("\n")
 
+    def head_table() -> str:
+        from .diagnostics import head_table as table
+        from .tables import markdown_table
+
+        return markdown_table(table(results_dir)).rstrip("\n")
+
+    def gradient_rows() -> str:
+        from .diagnostics import gradient_rows as rows
+
+        return rows(read("gradients.json"))
+
     def diagnosis_table() -> str:
         from .diagnostics import recipe_markdown
 
@@ -117,6 +130,8 @@ def _namespace(results_dir) -> dict:
         ],
         "tables": tables,
         "diagnosis_table": diagnosis_table,
+        "gradient_rows": gradient_rows,
+        "head_table": head_table,
         "abs": abs,
         "min": min,
         "max": max,

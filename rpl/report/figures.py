@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from ..data import SiftFlow, scene_category
 from ..metrics import boundary_mask
 from ..proposals import ProposalCache
+from .diagnostics import gradient_figure
 from .viz import colorize, label_grid, legend, save_figure
 
 __all__ = [
@@ -29,7 +31,7 @@ __all__ = [
     "make_figures",
 ]
 
-FIGURES = ("05_paper_vs_ours.png", "06_examples.png", "06_boundaries.png", "06_explorer.png")
+FIGURES = ("05_paper_vs_ours.png", "06_examples.png", "06_boundaries.png", "06_explorer.png", "07_gradients.png")
 
 
 def figure_runs(runs_dir="runs") -> dict[str, Path]:
@@ -189,6 +191,7 @@ def make_figures(
         "06_examples.png": lambda: examples(dataset, names, ours, fcn),
         "06_boundaries.png": lambda: boundary_closeups(dataset, names, ours, fcn),
         "06_explorer.png": lambda: explorer_snapshot(runs["e2s2_cpu"], dataset, names[0], cache_root),
+        "07_gradients.png": lambda: gradient_figure(json.loads((Path(results_dir) / "gradients.json").read_text())),
     }
     paths = []
     for filename, draw in figures.items():
