@@ -48,8 +48,11 @@ def test_imagenet_neck_is_mobilenet_v2s_last_layer(monkeypatch):
         torch.testing.assert_close(model.neck(x), net.features[18].eval()(x), atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="neck=1280"):
         ModelConfig(neck=128, neck_init="imagenet")
+    reopened = E2S2(mobilenet_v2(None), 5, ModelConfig(neck=1280, neck_init="imagenet", head=0, bins=1))
+    reopened.load_state_dict(model.state_dict())  # as open_run rebuilds a run without weights, then loads it
+    torch.testing.assert_close(reopened.neck(x), model.neck(x))
     with pytest.raises(ValueError, match="weights=imagenet"):
-        E2S2(mobilenet_v2(None), 5, ModelConfig(neck=1280, neck_init="imagenet"))
+        TrainConfig(neck=1280, neck_init="imagenet", weights="none")
     with pytest.raises(ValueError, match="backbone=mobilenet_v2"):
         TrainConfig(backbone="vgg16", neck=1280, neck_init="imagenet")
 

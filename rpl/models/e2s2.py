@@ -2,7 +2,7 @@
 (Fig. 2b) share this network; they differ in pooling, loss and how pixels get labels.
 
 image -> backbone (stride 16, or 8) [+ its stride/2 features] -> [1x1 neck] -> ROI pooling per
-      region (free-form and/or box, 7x7 bins) -> [fc6, fc7 (ReLU, dropout 0.5)] -> classifier:
+      region (free-form and/or box, bins x bins, 7x7 as the paper) -> [fc6, fc7 (ReLU, dropout 0.5)] -> classifier:
       region scores S[R, C]
       -> region-to-pixel (Eq. 3; or Eq. 1: softmax first) -> atom scores [A, C]
 """
@@ -189,9 +189,10 @@ class E2S2(nn.Module):
         if config.neck:
             conv = nn.Conv2d(channels, config.neck, 1)
             if config.neck_init == "imagenet":
-                if not backbone.fc_init or "conv1280" not in backbone.fc_init or channels != 320:
-                    raise ValueError("neck_init=imagenet needs the ImageNet MobileNetV2 backbone (weights=imagenet)")
-                conv.load_state_dict(backbone.fc_init["conv1280"])
+                if channels != 320:
+                    raise ValueError("neck_init=imagenet reads MobileNetV2's 320 output channels")
+                if backbone.fc_init and "conv1280" in backbone.fc_init:  # else a checkpoint fills it in
+                    conv.load_state_dict(backbone.fc_init["conv1280"])
             relu = nn.ReLU6(inplace=True) if config.neck_init == "imagenet" else nn.ReLU(inplace=True)
             self.neck = nn.Sequential(conv, relu)
             channels = config.neck
