@@ -4,7 +4,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rpl-installed
 QUICK ?= 0
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .PHONY: reproduce notebooks test venv _runs _notebooks
 
@@ -31,8 +30,8 @@ test: $(STAMP)
 # it stops within seconds, saying what to download by hand), check it, extract the proposals
 # into the cache, then every run of rpl.experiments (train, evaluate, OUT/results/<run>.json) in
 # JOBS single-threaded processes that share the list (each run is locked by the process on it,
-# resumable, skipped once finished), the figures, the notebooks in order (reading OUT's runs and
-# results), and last the comparison: each rerun beside the committed result and the paper's,
+# resumable, skipped once finished), the figures and the notebooks in order (the rerun's runs; the
+# tables they show are the committed results'), and last the comparison: each rerun beside the committed result and the paper's,
 # judged against the seeds' spread (OUT/comparison.md). About 6 h on 2 cores; QUICK=1: the same
 # steps on the quick preset, in minutes, into reproduction-quick/.
 JOBS ?= 2
@@ -45,7 +44,7 @@ OUT ?= reproduction
 PROPOSALS := --split all --color-spaces rgb,hsv,lab
 QUICKFLAG :=
 endif
-HERE := $(CURDIR)/$(OUT)
+HERE := $(abspath $(OUT))
 
 reproduce: $(STAMP)
 	@$(PY) -m rpl fetch siftflow
@@ -56,8 +55,8 @@ reproduce: $(STAMP)
 	@$(MAKE) --no-print-directory _runs RUNFLAGS="$(QUICKFLAG) --runs $(OUT)/runs --results $(OUT)/results"
 	@echo "== figures"
 	$(PY) -m rpl figures $(QUICKFLAG) --runs $(OUT)/runs --out $(OUT)/figures
-	@$(MAKE) --no-print-directory _notebooks NBFLAGS="--output-dir $(OUT)/notebooks --times $(OUT)/notebook_times.json \
-		--env RPL_RUNS=$(HERE)/runs --env RPL_RESULTS=$(HERE)/results --env RPL_FIGURES=$(HERE)/figures"
+	@$(MAKE) --no-print-directory _notebooks NBFLAGS="--output-dir '$(OUT)/notebooks' --times '$(OUT)/notebook_times.json' \
+		--env 'RPL_RUNS=$(HERE)/runs' --env 'RPL_FIGURES=$(HERE)/figures'"
 	@echo "== the rerun beside the committed results and the paper"
 	$(PY) -m rpl compare $(OUT)/results --out $(OUT)/comparison.md
 	@echo "== done: $(OUT)/ holds the runs, results, figures, notebooks and comparison.md"
@@ -68,7 +67,7 @@ reproduce: $(STAMP)
 notebooks: $(STAMP)
 	@$(PY) -m rpl fetch siftflow
 	$(PY) -m rpl proposals --dataset siftflow --split all --color-spaces rgb,hsv,lab
-	@$(MAKE) --no-print-directory _runs RUNFLAGS="--only ablation_baseline --only e2s2_cpu --only fcn_cpu \
+	@$(MAKE) --no-print-directory _runs RUNFLAGS="--only ablation_baseline --only e2s2_cpu --only fcn_cpu --first-seed \
 		--runs runs --results reproduction/notebook-results"
 	@$(MAKE) --no-print-directory _notebooks NBFLAGS="--times results/notebook_times.json"
 

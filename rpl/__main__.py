@@ -205,6 +205,7 @@ def _reproduce(args) -> int:
         cache_root=args.cache,
         device=args.device,
         progress=args.progress,
+        first_seed=args.first_seed,
     )
     return 0
 
@@ -472,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("reproduce", help="train and evaluate every experiment of rpl.experiments (resumable)")
     rep.add_argument("--quick", action="store_true", help="quick preset, into cache/quick-runs and cache/quick-results")
     rep.add_argument("--only", action="append", default=[], metavar="EXPERIMENT", help="run only these (repeatable)")
+    rep.add_argument("--first-seed", action="store_true", help="seed 0 of each experiment only")
     rep.add_argument("--runs", help="run folders (default: runs/)")
     rep.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     rep.add_argument("--results", help="results files (default: results/)")

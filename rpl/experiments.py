@@ -379,10 +379,11 @@ def reproduce(
     device: str = "cpu",
     progress: bool = True,
     log=print,
+    first_seed: bool = False,
 ) -> list[str]:
     """Train and evaluate every run not finished yet (``only``: these experiments; default
-    every experiment of the paper's tables, not the diagnosis); returns the runs this call
-    finished.
+    every experiment of the paper's tables, not the diagnosis; ``first_seed``: seed 0 of each
+    only); returns the runs this call finished.
 
     Runs another process holds are skipped (and reported), so ``reproduce`` may run in several
     processes at once; an interrupted run resumes from its last epoch. Each results file
@@ -395,7 +396,7 @@ def reproduce(
     todo = [
         (e, name, seed)
         for e in EXPERIMENTS.values()
-        for name, seed in e.runs(quick)
+        for name, seed in e.runs(quick or first_seed)
         if (e.name in only if only is not None else e.group == "paper")
     ]
     unknown = set(only or ()) - set(EXPERIMENTS)
@@ -490,6 +491,14 @@ def load_results(results_dir="results") -> dict:
     return out
 
 
+def seed_results(results: dict, name: str) -> list[dict]:
+    """The results payloads (of :func:`load_results`' dict) of ``name``: every seed's of an
+    experiment, or one run's."""
+    if name in EXPERIMENTS:
+        return [results[run] for run, _ in EXPERIMENTS[name].runs() if run in results]
+    return [results[name]] if name in results else []
+
+
 def compare(rerun_dir, committed_dir="results", groups=("paper",)):
     """A rerun's results beside the committed ones and the paper's: one row per experiment of
     ``groups`` with a rerun results file (pandas DataFrame, percentages), class / global /
@@ -498,8 +507,9 @@ def compare(rerun_dir, committed_dir="results", groups=("paper",)):
 
     ``spread`` is the committed seeds' range of class accuracy where there are several, else the
     largest range of any experiment of the same preset (the seed-to-seed spread one run can
-    show; of any preset where none has several seeds), and ``verdict`` judges ``rerun - committed`` in class accuracy against it: "same"
-    within the spread, "higher" or "lower" beyond it."""
+    show; of any preset where none has several seeds), and ``verdict`` judges
+    ``rerun - committed`` in class accuracy against it: "same" within the spread, "higher" or
+    "lower" beyond it, "quick preset" for quick runs (a handful of images: not comparable)."""
     import pandas as pd
 
     from .report.paper import PAPER
@@ -507,9 +517,7 @@ def compare(rerun_dir, committed_dir="results", groups=("paper",)):
 
     rerun, committed = load_results(rerun_dir), load_results(committed_dir)
     keys = ("class_accuracy", "global_accuracy", "boundary_class_accuracy")
-
-    def seeds(results, experiment):
-        return [results[name] for name, _ in EXPERIMENTS[experiment].runs() if name in results]
+    seeds = seed_results
 
     ranges = {}
     for e in EXPERIMENTS.values():
@@ -522,7 +530,8 @@ def compare(rerun_dir, committed_dir="results", groups=("paper",)):
         if e.group not in groups or not again:
             continue
         before = seeds(committed, e.name)
-        row = {"experiment": e.name, "preset": e.preset, "seeds": f"{len(again)} / {len(before)}"}
+        presets = sorted({p["config"]["preset"] for p in again})
+        row = {"experiment": e.name, "preset": ", ".join(presets), "seeds": f"{len(again)} / {len(before)}"}
         paper = next((PAPER.get(k, {}) for k, v in OURS.items() if v == e.name and k in PAPER), {})
         for key in keys:
             short = key.removesuffix("_accuracy").replace("_", " ")
@@ -534,7 +543,12 @@ def compare(rerun_dir, committed_dir="results", groups=("paper",)):
         spread = max(values) - min(values) if len(values) > 1 else max(typical)
         diff = row["class: rerun"] - row["class: committed"]
         row["spread"] = spread
-        row["verdict"] = "" if not before else "same" if abs(diff) <= spread else "higher" if diff > 0 else "lower"
+        if presets == ["quick"]:  # a handful of images for one epoch: nothing to judge
+            row["verdict"] = "quick preset"
+        elif not before:
+            row["verdict"] = ""
+        else:
+            row["verdict"] = "same" if abs(diff) <= spread else "higher" if diff > 0 else "lower"
         rows.append(row)
     return pd.DataFrame.from_records(rows)
 
@@ -566,9 +580,14 @@ def notebook_run(experiment: str, quick: bool, root=Path(".."), cache_root=None)
     )
 
 
-def finished_run(runs_dir, experiment: str) -> Path | None:
-    """The folder of ``experiment``'s first seed with a finished run under ``runs_dir``, or None."""
-    for name, _ in EXPERIMENTS[experiment].runs():
-        if (Path(runs_dir) / name / "train.json").is_file():
-            return Path(runs_dir) / name
+def finished_run(runs_dir, experiment: str, quick: bool = False) -> Path | None:
+    """The folder of ``experiment``'s first seed with a finished run under ``runs_dir`` trained
+    with the experiment's configuration (a run of other settings, say an older preset's, does not
+    count), or None."""
+    for name, seed in EXPERIMENTS[experiment].runs(quick):
+        folder = Path(runs_dir) / name
+        if (folder / "train.json").is_file():
+            saved = json.loads((folder / "config.json").read_text())
+            if not _stale(saved, EXPERIMENTS[experiment].config(seed, quick)):
+                return folder
     return None

@@ -24,8 +24,9 @@ def test_make_reproduce_quick_from_a_clean_clone(real_siftflow, tmp_path):
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     venv = Path(sys.prefix)  # this environment, not a new one; -o: never reinstall into it
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")},
         "RPL_DATA": str(real_siftflow.parent),
+        "RPL_WEIGHTS": str(real_siftflow.parent / "weights"),
         "RPL_CACHE": str(tmp_path / "cache"),
         "PYTHONPATH": str(clone),  # the notebooks' kernels import the clone's package
     }
@@ -40,7 +41,7 @@ def test_make_reproduce_quick_from_a_clean_clone(real_siftflow, tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     out = clone / "reproduction-quick"
     comparison = (out / "comparison.md").read_text()
-    assert "| e2s2_cpu | quick |" in comparison and "verdict" in comparison
+    assert "| e2s2_cpu | quick |" in comparison and "quick preset |" in comparison
     assert len(list((out / "results").glob("*.json"))) >= 12
     assert sorted(p.name for p in (out / "notebooks").glob("*.ipynb")) == sorted(
         p.name for p in (clone / "notebooks").glob("[0-9][0-9]_*.ipynb")

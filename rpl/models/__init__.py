@@ -2,7 +2,8 @@
 
 from .backbones import Backbone, mobilenet_v2, vgg16
 from .e2s2 import E2S2, ModelConfig, RegionBatch, RegionScores
-from .fcn import FCN, resample_cells
+from .backbones import resample_cells
+from .fcn import FCN
 
 __all__ = [
     "Backbone",

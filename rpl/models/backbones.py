@@ -80,9 +80,13 @@ class Backbone(nn.Module):
         for MobileNetV2, floor(H / stride) for VGG-16."""
         return self.body((images - self.mean) / self.std)
 
+    def skip_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The stride/2 features alone (the FCN's skip), without running the rest."""
+        return self.body[: self.skip_index]((images - self.mean) / self.std)
+
     def forward_with_skip(self, images: torch.Tensor):
         """(stride/2 features, output features), for the FCN comparison's skip."""
-        skip = self.body[: self.skip_index]((images - self.mean) / self.std)
+        skip = self.skip_features(images)
         return skip, self.body[self.skip_index :](skip)
 
     def outputs(self, images: torch.Tensor, skip: bool) -> tuple:

@@ -51,7 +51,7 @@ class ModelConfig:
         the regions are pooled at stride 8).
     mask: how free-form pooling leaves out what is not the region: ``cells`` (Eq. 6-7 read
         literally: each bin's max over its feature cells inside the region) or ``bins`` (the
-        authors' code: box pooling, then the bins outside the region's box-relative 7x7 mask
+        authors' code: box pooling, then the bins outside the region's box-relative bins x bins mask
         set to 0, :meth:`rpl.proposals.RegionSet.bin_masks`).
     alignment: ``centred`` (pixels, boxes and masks on the cells the backbone centres on them,
         ``Backbone.offset``) or ``legacy`` (rpl before issue 12: masks at floor(x / 16), boxes at
@@ -99,7 +99,7 @@ class RegionBatch:
     :meth:`~rpl.proposals.RegionSet.pooling_boxes`), masks (Tensor[R, h, w] bool: feature cells
     inside each region), membership (sparse CSR [A, R]), cells (Tensor[H, W] long: the atom of
     each pixel), atom_pixels (Tensor[A]), atom_labels (Tensor[A] long or None),
-    is_ground_truth (Tensor[R] bool), bin_masks (Tensor[R, 7, 7] bool or None: the
+    is_ground_truth (Tensor[R] bool), bin_masks (Tensor[R, bins, bins] bool or None: the
     box-relative masks of ``mask="bins"``).
     """
 

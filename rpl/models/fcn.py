@@ -11,7 +11,7 @@ from torch import nn
 from .backbones import Backbone, resample_cells
 from .e2s2 import ALIGNMENTS
 
-__all__ = ["FCN", "resample_cells"]
+__all__ = ["FCN"]
 
 
 class FCN(nn.Module):

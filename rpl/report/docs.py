@@ -37,7 +37,7 @@ import math
 import re
 from pathlib import Path
 
-from ..experiments import EXPERIMENTS, load_results
+from ..experiments import EXPERIMENTS, load_results, seed_results
 from ..files import write_text
 from .paper import PAPER
 from .tables import measure
@@ -54,10 +54,7 @@ def _namespace(results_dir) -> dict:
     results = load_results(results_dir)
 
     def payloads(name: str) -> list:
-        if name in EXPERIMENTS:
-            found = [results[run] for run, _ in EXPERIMENTS[name].runs() if run in results]
-        else:
-            found = [results[name]] if name in results else []
+        found = seed_results(results, name)
         if not found:
             raise ValueError(f"no results file for {name!r} in {results_dir}")
         return found
@@ -145,7 +142,9 @@ def render(text: str, results_dir="results", source: str = "template") -> str:
     space = _namespace(results_dir)
 
     def value(match) -> str:
-        expression, _, spec = match.group(1).partition("|")
+        expression, bar, spec = match.group(1).rpartition("|")
+        if not bar:
+            expression, spec = spec, ""
         try:
             result = eval(expression.strip(), {"__builtins__": {}, **space})  # our own templates only
         except Exception as e:
@@ -168,13 +167,12 @@ def render_all(root=".", results_dir=None, check: bool = False) -> list[Path]:
     with ``check``, only report them). Returns the files that differ(ed) from their rendering."""
     root = Path(root)
     results_dir = Path(results_dir) if results_dir is not None else root / "results"
-    changed = []
+    rendered = {}  # every template first: an error in one leaves every file as it was
     for template in sorted((root / TEMPLATES).glob("*.md")):
-        target = _target(template, root)
         header = f"<!-- written by `python -m rpl docs` from {TEMPLATES / template.name}: edit that file -->\n"
-        text = header + render(template.read_text(), results_dir, str(template))
-        if not target.is_file() or target.read_text() != text:
-            changed.append(target)
-            if not check:
-                write_text(target, text)
+        rendered[_target(template, root)] = header + render(template.read_text(), results_dir, str(template))
+    changed = [target for target, text in rendered.items() if not target.is_file() or target.read_text() != text]
+    if not check:
+        for target in changed:
+            write_text(target, rendered[target])
     return changed

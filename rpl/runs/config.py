@@ -45,6 +45,10 @@ REGION_SETTINGS = (
 )
 
 
+# Settings only the FCN reads: a region model's run does not depend on them.
+FCN_SETTINGS = ("fcn_skip",)
+
+
 # What a run saved before these settings existed was trained with (read by load_run).
 LEGACY = {
     "alignment": "legacy",
@@ -281,12 +285,12 @@ def config_differences(saved: dict, cfg: TrainConfig) -> str:
     """The settings (``key: saved -> now``, comma-separated; empty when none) in which a saved
     run configuration (a run's ``config.json``, a checkpoint's or a results file's) differs from
     ``cfg``. Settings it lacks read as :data:`LEGACY` (what runs saved before them were trained
-    with) or the defaults; an FCN's region settings do not count."""
+    with) or the defaults; an FCN's region settings and a region model's FCN settings do not
+    count."""
     old = dataclasses.asdict(TrainConfig(**{**LEGACY, **saved}))
     now = dataclasses.asdict(cfg)
-    return ", ".join(
-        f"{k}: {old[k]} -> {now[k]}" for k in now if old[k] != now[k] and (cfg.uses_regions or k not in REGION_SETTINGS)
-    )
+    ignored = FCN_SETTINGS if cfg.uses_regions else REGION_SETTINGS
+    return ", ".join(f"{k}: {old[k]} -> {now[k]}" for k in now if old[k] != now[k] and k not in ignored)
 
 
 def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):

@@ -50,7 +50,7 @@ class FrozenFeatures:
     @staticmethod
     def _compute(backbone, part: str, dataset, cfg, path: Path, grids_path: Path, progress: bool, device) -> None:
         backbone.eval()
-        run = backbone if part == "features" else lambda x: backbone.forward_with_skip(x)[0]
+        run = backbone if part == "features" else backbone.skip_features
         shapes, by_size = [], {}
         with torch.no_grad():
             for name in dataset.names:  # each image's grid, from its size alone

@@ -2,7 +2,8 @@
 
     python -m rpl gradients runs/frozen_fcn runs/ablation_both-separate --out results/gradients.json
 
-For each model, on the same training images with the same backbone weights, one image at a time
+For each model, on the same training images, with its backbone's weights (the same ImageNet
+weights for every model as initialised or trained on the frozen backbone), one image at a time
 as the training step sees them (its training regions, dropout on, no flip, RGB proposals), and
 for every block of the backbone: the norm of the loss's gradient on the block's parameters,
 the fraction of the block's output cells that receive any gradient (a region model's gradient
@@ -39,6 +40,8 @@ def backbone_gradients(
         gradient, mean over steps), "coherence" (mean over steps), "cells_with_gradient" (mean
         fraction)}]}
     """
+    if cfg.backbone != "mobilenet_v2":  # VGG-16's body is single layers, ReLUs in place: no blocks to hook
+        raise ValueError(f"gradients measures MobileNetV2's blocks; backbone={cfg.backbone} is not supported")
     if images < images_per_step or images % images_per_step:
         raise ValueError(f"images ({images}) must be a positive multiple of images_per_step ({images_per_step})")
     full = load_dataset(cfg, "train", data_root)
