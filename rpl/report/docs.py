@@ -12,6 +12,8 @@ files) or a run (one results file):
 * ``cls``, ``glob``, ``bnd``, ``miou``: class-average accuracy, global accuracy, class-average
   accuracy within 4 px of a boundary, mean IoU, in percent;
 * ``lo``, ``hi`` (``measure, name``): the lowest and highest seed, ``seeds(name)`` their count;
+* ``classes_ahead(a, b, count=5)``: the classes on which ``a`` leads ``b`` most, with the
+  lead in points (means over seeds);
 * ``minutes(name)``: training time in minutes (mean over seeds);
 * ``paper(table, row, measure)``: the paper's number (:mod:`rpl.report.paper`);
 * ``pct(file, *keys)`` and ``val(file, *keys)``: a value inside any JSON file of ``results/``
@@ -64,6 +66,17 @@ def _namespace(results_dir) -> dict:
 
     def mean(key):
         return lambda name: sum(values(key, name)) / len(values(key, name))
+
+    def per_class(name: str) -> dict:
+        found = payloads(name)
+        classes = [c for c, v in found[0]["all"]["per_class_accuracy"].items() if v is not None]
+        return {c: 100 * sum(p["all"]["per_class_accuracy"][c] for p in found) / len(found) for c in classes}
+
+    def classes_ahead(a: str, b: str, count: int = 5) -> str:
+        """The ``count`` classes on which ``a`` leads ``b`` most (means over seeds), with the lead."""
+        mine, theirs = per_class(a), per_class(b)
+        lead = sorted(((mine[c] - theirs[c], c) for c in mine if c in theirs), reverse=True)[:count]
+        return ", ".join(f"{c} ({d:+.0f})" for d, c in lead if d > 0)
 
     def read(file: str, *keys):
         value = json.loads((results_dir / file).read_text())
@@ -118,6 +131,7 @@ def _namespace(results_dir) -> dict:
         "pct": lambda file, *keys: 100 * read(file, *keys),
         "val": read,
         "verdicts": verdicts,
+        "classes_ahead": classes_ahead,
         "nbtime": nbtime,
         "duration": duration,
         "experiments": lambda preset, group="paper": [
