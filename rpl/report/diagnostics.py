@@ -352,7 +352,7 @@ def gradient_figure(gradients: dict, labels: dict | None = None):
     import matplotlib.pyplot as plt
 
     labels = labels or {k: f"{model}, {heads}" for k, (model, heads) in GRADIENT_MODELS.items()}
-    fig, (norm, coherence) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (norm, coherence) = plt.subplots(1, 2, figsize=(10, 4.4))
     for name, measured in gradients["models"].items():
         blocks = measured["blocks"]
         x = [b["block"] for b in blocks]
@@ -360,9 +360,9 @@ def gradient_figure(gradients: dict, labels: dict | None = None):
         coherence.plot(x, [b["coherence"] for b in blocks], marker="o", ms=3, color=line.get_color())
     n = next(iter(gradients["models"].values()))["images_per_step"]
     coherence.axhline(n**-0.5, color="grey", lw=0.8, ls="--")
-    coherence.text(0, n**-0.5, f" unrelated directions (1/√{n})", va="bottom", fontsize=8, color="grey")
+    coherence.text(17, n**-0.5, f"unrelated directions (1/√{n}) ", ha="right", va="top", fontsize=8, color="grey")
     norm.set(yscale="log", xlabel="backbone block (input → output)", ylabel="‖gradient‖ per image")
     coherence.set(xlabel="backbone block (input → output)", ylabel="coherence over a step", ylim=(0, 1))
-    norm.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(*norm.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     return fig
