@@ -383,7 +383,9 @@ def _figures(args) -> int:
             cache_root=args.cache,
             progress=False,
         )
-    make_figures(out, runs, examples_count=3 if args.quick else 5, data_root=args.root, cache_root=args.cache)
+    make_figures(
+        out, runs, examples_count=3 if args.quick else 5, data_root=args.root, cache_root=args.cache, quick=args.quick
+    )
     return 0
 
 

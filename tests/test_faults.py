@@ -56,7 +56,7 @@ CLI_CASES = [
     _set("epochs=-1", "epochs must be an integer >= 1, got -1"),
     _set("images_per_step=-3", "images_per_step must be an integer >= 1, got -3"),
     _set("train_images=-5", "train_images must be an integer >= 0, got -5"),
-    _set("head=0", "head must be an integer >= 1, got 0"),
+    _set("head=-1", "head must be an integer >= 0, got -1"),
     _set("lr=nan", "lr must be a finite number > 0, got nan"),
     _set("lr=inf", "lr must be a finite number > 0, got inf"),
     _set("color_spaces=", "color_spaces must be a comma-separated subset"),

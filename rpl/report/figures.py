@@ -34,13 +34,13 @@ __all__ = [
 FIGURES = ("05_paper_vs_ours.png", "06_examples.png", "06_boundaries.png", "06_explorer.png", "07_gradients.png")
 
 
-def figure_runs(runs_dir="runs") -> dict[str, Path]:
+def figure_runs(runs_dir="runs", quick: bool = False) -> dict[str, Path]:
     """The two finished runs the figures compare, ``{"e2s2_cpu": folder, "fcn_cpu": folder}``:
-    each experiment's first seed with a finished run in ``runs_dir`` (figures read runs;
-    ``python -m rpl reproduce`` trains them)."""
+    each experiment's first seed with a finished run in ``runs_dir`` (its quick run with
+    ``quick``; figures read runs, ``python -m rpl reproduce`` trains them)."""
     from ..experiments import finished_run
 
-    runs = {experiment: finished_run(runs_dir, experiment) for experiment in ("e2s2_cpu", "fcn_cpu")}
+    runs = {e: finished_run(runs_dir, e, quick) for e in ("e2s2_cpu", "fcn_cpu")}
     for experiment, folder in runs.items():
         if folder is None:
             raise FileNotFoundError(
@@ -172,6 +172,7 @@ def make_figures(
     data_root=None,
     cache_root=None,
     log=print,
+    quick: bool = False,
 ) -> list[Path]:
     """Write every figure of :data:`FIGURES` into ``out``; returns their paths.
 
@@ -181,7 +182,7 @@ def make_figures(
 
     from .tables import all_tables
 
-    runs = figure_runs(runs_dir)
+    runs = figure_runs(runs_dir, quick)
     dataset = SiftFlow("test", data_root)
     names = example_names(dataset, examples_count)
     ours = predictions(runs["e2s2_cpu"], dataset, names, cache_root)
