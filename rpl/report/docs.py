@@ -144,6 +144,7 @@ def _namespace(results_dir) -> dict:
         "gradient_rows": gradient_rows,
         "head_table": head_table,
         "abs": abs,
+        "sum": sum,
         "min": min,
         "max": max,
     }
