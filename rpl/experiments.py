@@ -88,7 +88,7 @@ _STEPS = (
         "ablation_free-form",
         ("train_regions=superpixels", "proposal_iou=0.1"),
         "+ the authors' training regions: ground truth as unions of superpixels, proposals with IoU >= 0.1 "
-        "(today's ablation preset)",
+        "(the ablation preset)",
         {},
     ),
     (
@@ -261,8 +261,7 @@ EXPERIMENTS |= {
             "cpu",
             (*_FC512, "epochs=10", "lr_drop_epoch=7"),
             group="diagnosis",
-            description="the old head trained 10 epochs (7, then 3 at a tenth of the rate) instead of 5: it "
-            "fits its training images at 50% class accuracy",
+            description="the old head trained 10 epochs (7, then 3 at a tenth of the rate) instead of 5",
         ),
         Experiment(
             "e2s2_cpu_dropout0",
@@ -288,7 +287,7 @@ EXPERIMENTS |= {
 # 10 epochs) has a fine-tuned partner (the cpu preset, 5 epochs) or a frozen FCN beside it. The
 # region rows are region + box pooling with separate weights and the head each names.
 _SEPARATE = ("pooling=both", "combine=separate")
-_LINEAR_1X1 = ("neck=0", "head=0", "bins=1")  # pooled features straight to the classifier: today's cpu preset
+_LINEAR_1X1 = ("neck=0", "head=0", "bins=1")  # pooled features straight to the classifier: the cpu preset
 _HEADS = (
     ("linear-1x1", _LINEAR_1X1, "no neck, no fc layers: each region's max per channel, then the classifier"),
     ("imagenet-1280", ("neck=1280", "neck_init=imagenet", "head=0", "bins=1"),

@@ -46,7 +46,6 @@ OURS = {
     ("Table 3", "Ours"): "e2s2_cpu",
     # Both models on the frozen ImageNet backbone (the ablation preset, 10 epochs): what the
     # layers after the backbone give alone, before fine-tuning moves it.
-    ("Table 3", "FCN-16s, frozen backbone"): "frozen_fcn_unbalanced",
     ("Table 3", "FCN-16s, balanced loss, frozen backbone"): "frozen_fcn",
     ("Table 3", "Ours, frozen backbone"): "frozen_linear-1x1",
     ("Table 3", "Ours, PASCAL Context"): "pascal-context_cpu",
