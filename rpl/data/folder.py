@@ -212,29 +212,28 @@ def _void_problem(void, classes: Sequence[str]) -> str:
     return ""
 
 
-def _dataset_settings(path: Path, classes: Sequence[str]) -> dict:
+def _settings_file(path: Path, allowed: Sequence[str]) -> dict:
+    """An optional JSON object of settings (``{}`` when the file is absent), its keys among ``allowed``."""
     if not path.is_file():
         return {}
     try:
         settings = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not JSON ({e})") from None
-    if not isinstance(settings, dict) or set(settings) - set(DATASET_SETTINGS):
-        raise ValueError(f"{path}: expected an object with keys among {DATASET_SETTINGS}, got {settings!r}")
+    if not isinstance(settings, dict) or set(settings) - set(allowed):
+        raise ValueError(f"{path}: expected an object with keys among {allowed}, got {settings!r}")
+    return settings
+
+
+def _dataset_settings(path: Path, classes: Sequence[str]) -> dict:
+    settings = _settings_file(path, DATASET_SETTINGS)
     if "void" in settings and (problem := _void_problem(settings["void"], classes)):
         raise ValueError(f"{path}: void: {problem}")
     return settings
 
 
 def _proposal_settings(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        settings = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not JSON ({e})") from None
-    if not isinstance(settings, dict) or set(settings) - set(PROPOSAL_SETTINGS):
-        raise ValueError(f"{path}: expected an object with keys among {PROPOSAL_SETTINGS}, got {settings!r}")
+    settings = _settings_file(path, PROPOSAL_SETTINGS)
     for key, value in settings.items():
         if key == "min_size" and value is None:  # as k
             continue

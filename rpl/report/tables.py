@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..experiments import EXPERIMENTS, load_results
+from ..experiments import EXPERIMENTS, load_results, seed_results
 from .paper import PAPER
 
 __all__ = [
@@ -83,11 +83,10 @@ def measure(payload: dict, key: str) -> float:
 
 
 def _ours(results: dict, experiment: str, key: str) -> dict:
-    names = [name for name, _ in EXPERIMENTS[experiment].runs()]
-    ran = [results[n] for n in names if n in results]
+    ran = seed_results(results, experiment)
     values = [measure(payload, key) for payload in ran]
     return {
-        "complete": len(ran) == len(names),
+        "complete": len(ran) == len(EXPERIMENTS[experiment].seeds),
         "ours": float(np.mean(values)) if values else NaN,
         "ours_min": min(values) if values else NaN,
         "ours_max": max(values) if values else NaN,
