@@ -59,7 +59,8 @@ def test_imagenet_neck_is_mobilenet_v2s_last_layer(monkeypatch):
 
 def test_two_levels_pool_at_the_skips_stride():
     """levels=2: the region layers read the backbone's output resampled onto the stride-8 grid
-    beside the stride-8 features themselves (352 channels), and regions are pooled there."""
+    beside the stride-8 features themselves, scaled by ``skip_scale`` (352 channels), and
+    regions are pooled there."""
     torch.manual_seed(0)
     backbone = mobilenet_v2(None).eval()
     model = E2S2(backbone, 5, ModelConfig(head=16, levels=2)).eval()
@@ -68,11 +69,27 @@ def test_two_levels_pool_at_the_skips_stride():
     features = model.features(image)
     assert model.stride == 8 and model.offset == backbone.skip_offset
     assert features.shape == (1, 352, 8, 8)
-    torch.testing.assert_close(features[:, 320:], skip)
+    torch.testing.assert_close(features[:, 320:], skip * backbone.skip_scale)
     torch.testing.assert_close(features[:, :320:2, ::2, ::2], deep[:, ::2])  # cell centres coincide (offset 0)
     torch.testing.assert_close(model.from_backbone((skip, deep)), features)
     batch = model.region_batch(tiny_regions(), features.shape[-2:])
     assert batch.masks.shape[-2:] == (8, 8)
+
+
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_skip_scale_is_the_measured_ratio_of_the_levels_maxima(real_siftflow, monkeypatch, output_stride):
+    """MobileNetV2's skip_scale is what its docstring says: the RMS of each channel's maximum
+    over an image, the output's over the skip's, on SIFT Flow training images (within 15%)."""
+    from rpl.data import SiftFlow
+
+    monkeypatch.setenv("RPL_WEIGHTS", str(real_siftflow.parent / "weights"))
+    backbone = mobilenet_v2(output_stride=output_stride).eval()
+    data = SiftFlow("train", real_siftflow.parent)
+    images = torch.stack([torch.from_numpy(data[i].image).permute(2, 0, 1) for i in range(0, len(data), 125)])
+    with torch.no_grad():
+        skip, deep = backbone.forward_with_skip(images.float() / 255)
+    rms = [x.amax((2, 3)).square().mean().sqrt() for x in (deep, skip)]
+    assert float(rms[0] / rms[1]) == pytest.approx(backbone.skip_scale, rel=0.15)
 
 
 @pytest.mark.parametrize("skip", [True, False])

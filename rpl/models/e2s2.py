@@ -47,8 +47,8 @@ class ModelConfig:
     bins: the pooled grid per region is bins x bins (the paper and Fast R-CNN: 7; 1: one max
         per channel over the region).
     levels: 1 (pool the backbone's output, stride 16) or 2 (also its stride/2 features, as the
-        FCN's skip: the output resampled onto the stride/2 grid and concatenated with them, so
-        the regions are pooled at stride 8).
+        FCN's skip: the output resampled onto the stride/2 grid and concatenated with them,
+        scaled to the output's size, so the regions are pooled at stride 8).
     mask: how free-form pooling leaves out what is not the region: ``cells`` (Eq. 6-7 read
         literally: each bin's max over its feature cells inside the region) or ``bins`` (the
         authors' code: box pooling, then the bins outside the region's box-relative bins x bins mask
@@ -213,12 +213,13 @@ class E2S2(nn.Module):
     def from_backbone(self, outputs: tuple) -> torch.Tensor:
         """What ROI pooling reads, from what the backbone gave
         (:meth:`~rpl.models.backbones.Backbone.outputs`, with the skip when ``levels=2``): the
-        levels joined on the stride/2 grid, then the neck (if any)."""
+        levels joined on the stride/2 grid (the skip scaled by ``Backbone.skip_scale``), then the
+        neck (if any)."""
         x = outputs[-1]
         if self.config.levels == 2:
             b, skip = self.backbone, outputs[0]
             deep = resample_cells(x, b.stride, b.offset, skip.shape[-2:], self.stride, self.offset)
-            x = torch.cat([deep, skip], 1)
+            x = torch.cat([deep, skip * b.skip_scale], 1)
         return self.neck(x) if self.neck is not None else x
 
     def region_batch(self, regions, feature_shape, batch_index: int = 0) -> RegionBatch:
