@@ -12,6 +12,7 @@ its provenance and wall times. Finished runs and results are skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -52,14 +53,24 @@ class Experiment:
     needs_data: bool = False  # skipped, with a note, when its data set is not in place
     group: str = "paper"  # "paper": a row of the paper's tables; "diagnosis": issue 12's measurements
     keep_epochs: bool = False  # keep every epoch's checkpoint, for `diagnose --curve`
+    # The transfer test: start from the trained backbone of this experiment's first run
+    # (``weights=<runs>/<run>``), which ``reproduce`` trains first where it is not there.
+    backbone_from: str = ""
 
     def runs(self, quick: bool = False) -> list[tuple[str, int]]:
         """(run name, seed) pairs; quick mode runs seed 0 only."""
         seeds = self.seeds[:1] if quick else self.seeds
         return [(self.name if s == 0 else f"{self.name}_seed{s}", s) for s in seeds]
 
-    def config(self, seed: int = 0, quick: bool = False):
+    def config(self, seed: int = 0, quick: bool = False, runs_dir=None):
+        """The run's TrainConfig; ``runs_dir`` (default ``runs``, quick: :data:`QUICK_RUNS`)
+        holds the run a ``backbone_from`` experiment starts from."""
         from .runs import PRESETS
+
+        if self.backbone_from:
+            source = EXPERIMENTS[self.backbone_from].runs()[0][0]
+            weights = f"weights={Path(runs_dir or (QUICK_RUNS if quick else 'runs')) / source}"
+            return dataclasses.replace(self, overrides=(*self.overrides, weights), backbone_from="").config(seed, quick)
 
         if quick:  # the quick preset, on the experiment's code path (frozen features or not, its pooling)
             p = PRESETS[self.preset]
@@ -293,6 +304,8 @@ _HEADS = (
     ("imagenet-1280", ("neck=1280", "neck_init=imagenet", "head=0", "bins=1"),
      "MobileNetV2's own ImageNet 1x1 convolution to 1280 channels as the neck, then each region's max per "
      "channel and the classifier"),
+    ("linear-7x7", ("neck=0", "head=0", "bins=7", "head_lr_mult=1"),
+     "no neck, no fc layers, 7x7 bins straight to the classifier, at the backbone's rate (10x diverged)"),
     ("levels-2", (*_FC512, "levels=2"), "the old head reading the stride-8 features too (pooled at stride 8)"),
     ("linear-1x1-levels-2", (*_LINEAR_1X1, "levels=2"),
      "no neck, no fc layers, the stride-8 features pooled too: each region's max per channel at stride 8, "
@@ -338,6 +351,27 @@ EXPERIMENTS |= {
             Experiment(f"e2s2_cpu_{name}", "cpu", changes, group="diagnosis", description=what)
             for name, changes, what in _HEADS
             if name != "linear-1x1"
+        ),
+        Experiment(
+            "transfer_fcn",
+            "ablation",
+            ("model=fcn",),
+            group="diagnosis",
+            backbone_from="fcn_cpu",
+            description="the transfer test's control: the FCN's 1x1 classifiers trained anew on the frozen "
+            "backbone the fine-tuned FCN (fcn_cpu) left",
+        ),
+        *(
+            Experiment(
+                f"transfer_{name}",
+                "ablation",
+                (*_SEPARATE, *changes),
+                group="diagnosis",
+                backbone_from="fcn_cpu",
+                description=f"on the frozen backbone the fine-tuned FCN (fcn_cpu) left: {what}",
+            )
+            for name, changes, what in _HEADS
+            if name in ("linear-1x1", "linear-1x1-levels-2")
         ),
         *(
             Experiment(
@@ -407,7 +441,7 @@ def reproduce(
         folder = runs_dir / name
         header = f"[{position}/{len(todo)}] {name}"
         if result.is_file():
-            stale = _stale(json.loads(result.read_text())["config"], experiment.config(seed, quick))
+            stale = _stale(json.loads(result.read_text())["config"], experiment.config(seed, quick, runs_dir))
             log(
                 f"{header}: done ({result})"
                 if not stale
@@ -421,7 +455,7 @@ def reproduce(
             if result.is_file():  # finished by another process since we looked
                 log(f"{header}: done ({result})")
                 continue
-            cfg = experiment.config(seed, quick)
+            cfg = experiment.config(seed, quick, runs_dir)
             saved = folder / "config.json"
             stale = saved.is_file() and _stale(json.loads(saved.read_text()), cfg)
             if stale:
@@ -434,6 +468,15 @@ def reproduce(
                     log(f"{header}: skipped, its data is not here ({e})")
                     continue
             started = time.monotonic()
+            if experiment.backbone_from and not (Path(cfg.weights) / "train.json").is_file():
+                source = EXPERIMENTS[experiment.backbone_from]
+                log(f"{header}: training {cfg.weights} first, the run whose backbone it starts from")
+                with run_lock(Path(cfg.weights)) as free:
+                    if not free:
+                        log(f"{header}: another process is training {cfg.weights}, skipped")
+                        continue
+                    train(source.config(0, quick), cfg.weights, resume=True, data_root=data_root,
+                          cache_root=cache_root, progress=progress, device=device)  # fmt: skip
             if not (folder / "train.json").is_file():
                 log(
                     f"{header}: training ({experiment.description}; preset {cfg.preset}), "

@@ -146,6 +146,28 @@ def test_reproduce_quick_writes_results_skips_finished_and_locked_runs(env, monk
         reproduce(runs, results, only=["table9"])
 
 
+def test_the_transfer_test_trains_its_source_first_and_reads_its_frozen_backbone(env):
+    """transfer_fcn starts from the backbone fcn_cpu trained (its run folder, trained first when
+    it is not there), frozen; its features are cached apart from ImageNet's."""
+    import torch
+
+    runs, results, lines = env / "runs", env / "results", []
+    assert reproduce(runs, results, quick=True, only=["transfer_fcn"], progress=False, log=lines.append) == [
+        "transfer_fcn"
+    ]
+    assert any(f"training {runs / 'fcn_cpu'} first" in line for line in lines)
+    payload = json.loads((results / "transfer_fcn.json").read_text())
+    assert payload["config"]["weights"] == str(runs / "fcn_cpu") and payload["config"]["freeze_backbone"]
+    source = torch.load(runs / "fcn_cpu" / "checkpoint.pt", weights_only=False)["model"]
+    trained = torch.load(runs / "transfer_fcn" / "checkpoint.pt", weights_only=False)["model"]
+    backbone = [k for k in source if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(source[k], trained[k]) for k in backbone)
+    assert not all(torch.equal(source[k], trained[k]) for k in source if k.startswith("score"))
+    cached = sorted(p.name for p in (env / "cache" / "features").rglob("*.npy"))
+    assert any("-run" in name for name in cached), cached
+    assert not (results / "fcn_cpu.json").exists()  # the source is trained, not evaluated
+
+
 def test_reproduce_skips_experiments_whose_data_is_missing(env, monkeypatch):
     lines = []
     monkeypatch.setenv("RPL_DATA", str(env / "nowhere"))

@@ -159,3 +159,25 @@ def test_backbone_gradients_per_block(env):
     assert 0 < out["output_entries_with_gradient"] < 1  # each region's max reaches one cell per channel
     with pytest.raises(ValueError, match="multiple"):
         backbone_gradients(model, cfg, images=3, images_per_step=2)
+
+
+def test_weights_from_a_run_folder_start_the_backbone_from_its_checkpoint(tmp_path):
+    """weights=<run folder> (the transfer test): the backbone is that run's trained backbone, the
+    layers after it are new; a folder without a checkpoint or with another backbone is refused."""
+    torch.manual_seed(0)
+    source = build_model(TrainConfig(model="fcn", weights="none"), 5)
+    with torch.no_grad():
+        for p in source.backbone.parameters():
+            p.add_(1.0)  # unlike any initialisation
+    (tmp_path / "fcn").mkdir()
+    torch.save({"model": source.state_dict()}, tmp_path / "fcn" / "checkpoint.pt")
+    cfg = PRESETS["ablation"].with_overrides([f"weights={tmp_path / 'fcn'}", "head=0", "neck=0", "bins=1"])
+    model = build_model(cfg, 5)
+    for name, value in source.backbone.state_dict().items():
+        torch.testing.assert_close(model.backbone.state_dict()[name], value)
+    assert isinstance(model, E2S2)
+    with pytest.raises(FileNotFoundError, match="expected a trained run folder holding checkpoint.pt"):
+        build_model(dataclasses.replace(cfg, weights=str(tmp_path / "missing")), 5)
+    vgg = dataclasses.replace(cfg, backbone="vgg16", weights=str(tmp_path / "fcn"))
+    with pytest.raises(ValueError, match="its backbone is not this run's vgg16"):
+        build_model(vgg, 5)

@@ -187,6 +187,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(env, monkeypatch
     def broken(*args, **kwargs):
         raise FileNotFoundError("no training images here")
 
+    real = rpl.runs.loop.load_dataset
     monkeypatch.setattr(rpl.runs.loop, "load_dataset", broken)
     cfg = PRESETS["quick"].with_overrides(["train_images=2"])
     with pytest.raises(FileNotFoundError, match="no training images"):
@@ -196,7 +197,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(env, monkeypatch
     with pytest.raises(FileNotFoundError):
         train(cfg, env / "mine", progress=False)
     assert (env / "mine").is_dir() and not any((env / "mine").iterdir())
-    monkeypatch.undo()
+    monkeypatch.setattr(rpl.runs.loop, "load_dataset", real)  # not undo(): env's settings stay
     train(cfg, env / "run", progress=False)
     (env / "run" / "train.json").unlink()
     monkeypatch.setattr(rpl.runs.loop, "load_dataset", broken)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
+
+import torch
 
 from ..data import check_dataset
 from ..models import E2S2, FCN, ModelConfig, mobilenet_v2, vgg16
@@ -125,8 +128,10 @@ class TrainConfig:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.regions not in REGION_KINDS:
             raise ValueError(f"regions must be one of {REGION_KINDS}, got {self.regions!r}")
-        if self.weights not in ("imagenet", "none"):
-            raise ValueError(f"weights must be 'imagenet' or 'none' (random initialisation), got {self.weights!r}")
+        if not self.weights:
+            raise ValueError(
+                "weights must be 'imagenet', 'none' (random initialisation) or a run folder (its backbone), got ''"
+            )
         if self.loss not in ("balanced", "unbalanced"):
             raise ValueError(f"loss must be 'balanced' or 'unbalanced', got {self.loss!r}")
         if self.train_regions not in TRAIN_REGIONS:
@@ -144,7 +149,9 @@ class TrainConfig:
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16' (autocast), got {self.precision!r}")
         if self.freeze_backbone and self.weights == "none":
-            raise ValueError("freeze_backbone needs weights=imagenet: a frozen random backbone differs per seed")
+            raise ValueError(
+                "freeze_backbone needs weights=imagenet or a run folder: a frozen random backbone differs per seed"
+            )
         if self.head_epochs and (
             self.model == "fcn" or self.freeze_backbone or self.weights == "none" or self.head_epochs >= self.epochs
         ):
@@ -281,6 +288,25 @@ PRESETS = {
 }
 
 
+def run_checkpoint(run) -> Path:
+    """A run folder's final checkpoint, as ``weights=<run folder>`` reads it."""
+    path = Path(run) / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"weights={run}: expected a trained run folder holding checkpoint.pt, found none")
+    return path
+
+
+def backbone_state(run) -> dict:
+    """The backbone's weights (a state dict) from a run folder's checkpoint: the transfer test
+    starts a run from another run's trained backbone (``weights=<run folder>``)."""
+    path = run_checkpoint(run)
+    state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    if not backbone:
+        raise ValueError(f"{path}: expected a model with a backbone, found no backbone.* weights")
+    return backbone
+
+
 def config_differences(saved: dict, cfg: TrainConfig) -> str:
     """The settings (``key: saved -> now``, comma-separated; empty when none) in which a saved
     run configuration (a run's ``config.json``, a checkpoint's or a results file's) differs from
@@ -294,11 +320,18 @@ def config_differences(saved: dict, cfg: TrainConfig) -> str:
 
 
 def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
+    """The run's model, its backbone from ``cfg.weights`` (ImageNet, random, or a run folder's
+    trained backbone) when ``pretrained``; without, every weight is left for a checkpoint."""
     weights = "imagenet" if pretrained and cfg.weights == "imagenet" else None
     if cfg.backbone == "mobilenet_v2":
         backbone = mobilenet_v2(weights, cfg.output_stride)
     else:
         backbone = vgg16(weights)
+    if pretrained and cfg.weights not in ("imagenet", "none"):
+        try:
+            backbone.load_state_dict(backbone_state(cfg.weights))
+        except RuntimeError as e:
+            raise ValueError(f"weights={cfg.weights}: its backbone is not this run's {cfg.backbone}") from e
     if cfg.model == "fcn":
         return FCN(backbone, num_classes, cfg.alignment, skip=cfg.fcn_skip)
     return E2S2(backbone, num_classes, cfg.model_config())

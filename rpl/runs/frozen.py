@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ..files import FileLock, atomic, remove_temporaries
 from ..proposals import cache_root as cache_root_of
-from .config import TrainConfig
+from .config import TrainConfig, run_checkpoint
 from .prepare import prepare, resized_shape
 
 
@@ -29,7 +29,10 @@ class FrozenFeatures:
     def __init__(self, model, dataset, cfg: TrainConfig, cache_root=None, progress: bool = True, device="cpu"):
         names = "\n".join(dataset.names).encode()
         stride = "" if cfg.output_stride == 16 else f"-os{cfg.output_stride}"
-        key = f"{cfg.backbone}{stride}-{cfg.weights}-size{cfg.image_size}-{hashlib.sha1(names).hexdigest()[:12]}"
+        weights = cfg.weights
+        if weights not in ("imagenet", "none"):  # a run folder's backbone: named by its checkpoint's bytes
+            weights = "run" + hashlib.sha1(run_checkpoint(weights).read_bytes()).hexdigest()[:12]
+        key = f"{cfg.backbone}{stride}-{weights}-size{cfg.image_size}-{hashlib.sha1(names).hexdigest()[:12]}"
         path = cache_root_of(cache_root) / "features" / dataset.key / f"{dataset.split}-{key}.npy"
         parts = [("features", path)]
         if cfg.reads_skip:
