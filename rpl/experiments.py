@@ -441,7 +441,9 @@ def reproduce(
         folder = runs_dir / name
         header = f"[{position}/{len(todo)}] {name}"
         if result.is_file():
-            stale = _stale(json.loads(result.read_text())["config"], experiment.config(seed, quick, runs_dir))
+            made = json.loads(result.read_text())
+            cfg = experiment.config(seed, quick, runs_dir)
+            stale = _stale(made["config"], cfg) or _source_changed(made, cfg)
             log(
                 f"{header}: done ({result})"
                 if not stale
@@ -467,31 +469,17 @@ def reproduce(
                 except (FileNotFoundError, ValueError) as e:
                     log(f"{header}: skipped, its data is not here ({e})")
                     continue
+            train_kwargs = dict(data_root=data_root, cache_root=cache_root, progress=progress, device=device)
+            if experiment.backbone_from and not (folder / "train.json").is_file():
+                if not _train_source(experiment, cfg, quick, runs_dir, lambda m: log(f"{header}: {m}"), train_kwargs):
+                    continue
             started = time.monotonic()
-            if experiment.backbone_from and not (Path(cfg.weights) / "train.json").is_file():
-                source = EXPERIMENTS[experiment.backbone_from]
-                log(f"{header}: training {cfg.weights} first, the run whose backbone it starts from")
-                with run_lock(Path(cfg.weights)) as free:
-                    if not free:
-                        log(f"{header}: another process is training {cfg.weights}, skipped")
-                        continue
-                    train(source.config(0, quick), cfg.weights, resume=True, data_root=data_root,
-                          cache_root=cache_root, progress=progress, device=device)  # fmt: skip
             if not (folder / "train.json").is_file():
                 log(
                     f"{header}: training ({experiment.description}; preset {cfg.preset}), "
                     f"{_runs(len(todo) - position)} after this one"
                 )
-                train(
-                    cfg,
-                    folder,
-                    resume=True,
-                    data_root=data_root,
-                    cache_root=cache_root,
-                    progress=progress,
-                    device=device,
-                    keep_epochs=experiment.keep_epochs,
-                )
+                train(cfg, folder, resume=True, keep_epochs=experiment.keep_epochs, **train_kwargs)
             log(f"{header}: evaluating")
             metrics = evaluate(folder, data_root=data_root, cache_root=cache_root, progress=progress, device=device)
             summary = json.loads((folder / "train.json").read_text())
@@ -504,6 +492,7 @@ def reproduce(
                     train_seconds=summary["train_seconds"],
                     wall_seconds_this_call=time.monotonic() - started,
                     **metrics,
+                    **({"source_backbone": _source_backbone(cfg)} if experiment.backbone_from else {}),
                 )
                 | code,
             )
@@ -513,6 +502,49 @@ def reproduce(
             )
             finished.append(name)
     return finished
+
+
+def _train_source(experiment, cfg, quick, runs_dir, log, train_kwargs) -> bool:
+    """Train the run a ``backbone_from`` experiment starts from (``cfg.weights``) where it is not
+    finished; False (logged) when it cannot be used now: another process trains it, or it holds
+    a run of other settings."""
+    from .runs import train
+
+    folder, wanted = Path(cfg.weights), EXPERIMENTS[experiment.backbone_from].config(0, quick, runs_dir)
+    saved = folder / "config.json"
+    stale = saved.is_file() and _stale(json.loads(saved.read_text()), wanted)
+    if stale:
+        log(f"{folder}, the run whose backbone it starts from, holds other settings ({stale}); delete it to rerun")
+        return False
+    if (folder / "train.json").is_file():
+        return True
+    with run_lock(folder) as free:
+        if not free:
+            log(f"another process is training {folder}, the run whose backbone it starts from; skipped")
+            return False
+        if not (folder / "train.json").is_file():  # or finished by another process since we looked
+            log(f"training {folder} first, the run whose backbone it starts from")
+            train(wanted, folder, resume=True, **train_kwargs)
+    return True
+
+
+def _source_backbone(cfg) -> dict:
+    """What a run that starts from another run's backbone records of it: the folder and the
+    hash of the backbone's weights (:func:`rpl.runs.frozen.backbone_hash`)."""
+    from .runs.config import backbone_state
+    from .runs.frozen import backbone_hash
+
+    return {"run": cfg.weights, "backbone_sha1": backbone_hash(backbone_state(cfg))}
+
+
+def _source_changed(saved: dict, cfg) -> str:
+    """Why a results file of a run started from another run's backbone is stale (that run was
+    retrained since), or "" (it was not, the file predates the record, or the run is not here)."""
+    record = saved.get("source_backbone")
+    if not record or not (Path(cfg.weights) / "train.json").is_file():
+        return ""
+    now = _source_backbone(cfg)["backbone_sha1"]
+    return "" if now == record["backbone_sha1"] else f"{cfg.weights} was retrained since"
 
 
 def _stale(config: dict, cfg) -> str:
@@ -630,6 +662,6 @@ def finished_run(runs_dir, experiment: str, quick: bool = False) -> Path | None:
         folder = Path(runs_dir) / name
         if (folder / "train.json").is_file():
             saved = json.loads((folder / "config.json").read_text())
-            if not _stale(saved, EXPERIMENTS[experiment].config(seed, quick)):
+            if not _stale(saved, EXPERIMENTS[experiment].config(seed, quick, runs_dir)):
                 return folder
     return None

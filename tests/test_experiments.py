@@ -15,6 +15,7 @@ from rpl.report.claims import CLAIMS
 from rpl.report.claims import claims as verdicts_of
 from rpl.report.figures import FIGURES
 from rpl.runs import PRESETS, TrainConfig
+from rpl.runs.frozen import backbone_hash
 
 
 def test_every_experiment_is_a_valid_configuration():
@@ -158,14 +159,28 @@ def test_the_transfer_test_trains_its_source_first_and_reads_its_frozen_backbone
     assert any(f"training {runs / 'fcn_cpu'} first" in line for line in lines)
     payload = json.loads((results / "transfer_fcn.json").read_text())
     assert payload["config"]["weights"] == str(runs / "fcn_cpu") and payload["config"]["freeze_backbone"]
-    source = torch.load(runs / "fcn_cpu" / "checkpoint.pt", weights_only=False)["model"]
-    trained = torch.load(runs / "transfer_fcn" / "checkpoint.pt", weights_only=False)["model"]
+    source = torch.load(runs / "fcn_cpu" / "checkpoint.pt", weights_only=True)["model"]
+    trained = torch.load(runs / "transfer_fcn" / "checkpoint.pt", weights_only=True)["model"]
     backbone = [k for k in source if k.startswith("backbone.")]
     assert backbone and all(torch.equal(source[k], trained[k]) for k in backbone)
     assert not all(torch.equal(source[k], trained[k]) for k in source if k.startswith("score"))
     cached = sorted(p.name for p in (env / "cache" / "features").rglob("*.npy"))
-    assert any("-run" in name for name in cached), cached
+    digest = backbone_hash({k.removeprefix("backbone."): v for k, v in source.items() if k.startswith("backbone.")})
+    assert payload["source_backbone"] == {"run": str(runs / "fcn_cpu"), "backbone_sha1": digest}
+    assert any(f"-run{digest}-" in name for name in cached), cached  # filed under the trained weights
     assert not (results / "fcn_cpu.json").exists()  # the source is trained, not evaluated
+    assert all(not EXPERIMENTS[e.backbone_from].backbone_from for e in EXPERIMENTS.values() if e.backbone_from)
+    # The source retrained since: the transfer's result is stale, its run cannot resume on it.
+    state = torch.load(runs / "fcn_cpu" / "checkpoint.pt", weights_only=True)
+    state["model"][backbone[0]] += 1
+    torch.save(state, runs / "fcn_cpu" / "checkpoint.pt")
+    lines.clear()
+    assert reproduce(runs, results, quick=True, only=["transfer_fcn"], progress=False, log=lines.append) == []
+    assert f"{runs / 'fcn_cpu'} was retrained since" in lines[0]
+    (results / "transfer_fcn.json").unlink()
+    (runs / "transfer_fcn" / "train.json").unlink()
+    with pytest.raises(ValueError, match="started from another backbone than weights="):
+        reproduce(runs, results, quick=True, only=["transfer_fcn"], progress=False, log=lines.append)
 
 
 def test_reproduce_skips_experiments_whose_data_is_missing(env, monkeypatch):

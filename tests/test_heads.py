@@ -163,21 +163,28 @@ def test_backbone_gradients_per_block(env):
 
 def test_weights_from_a_run_folder_start_the_backbone_from_its_checkpoint(tmp_path):
     """weights=<run folder> (the transfer test): the backbone is that run's trained backbone, the
-    layers after it are new; a folder without a checkpoint or with another backbone is refused."""
+    layers after it are new; an unfinished folder, or one with another backbone or output stride,
+    is refused before the model is built."""
     torch.manual_seed(0)
-    source = build_model(TrainConfig(model="fcn", weights="none"), 5)
+    source_cfg = TrainConfig(model="fcn", weights="none")
+    source = build_model(source_cfg, 5)
     with torch.no_grad():
         for p in source.backbone.parameters():
             p.add_(1.0)  # unlike any initialisation
-    (tmp_path / "fcn").mkdir()
-    torch.save({"model": source.state_dict()}, tmp_path / "fcn" / "checkpoint.pt")
-    cfg = PRESETS["ablation"].with_overrides([f"weights={tmp_path / 'fcn'}", "head=0", "neck=0", "bins=1"])
+    run = tmp_path / "fcn"
+    run.mkdir()
+    checkpoint = {"model": source.state_dict(), "optimizer": {}, "epoch": 1, "config": dataclasses.asdict(source_cfg)}
+    torch.save(checkpoint, run / "checkpoint.pt")
+    cfg = PRESETS["ablation"].with_overrides([f"weights={run}", "head=0", "neck=0", "bins=1"])
+    with pytest.raises(FileNotFoundError, match="expected 'imagenet', 'none' or a finished run folder"):
+        build_model(cfg, 5)  # no train.json: still training, or stopped
+    (run / "train.json").write_text("{}")
     model = build_model(cfg, 5)
     for name, value in source.backbone.state_dict().items():
         torch.testing.assert_close(model.backbone.state_dict()[name], value)
     assert isinstance(model, E2S2)
-    with pytest.raises(FileNotFoundError, match="expected a trained run folder holding checkpoint.pt"):
-        build_model(dataclasses.replace(cfg, weights=str(tmp_path / "missing")), 5)
-    vgg = dataclasses.replace(cfg, backbone="vgg16", weights=str(tmp_path / "fcn"))
-    with pytest.raises(ValueError, match="its backbone is not this run's vgg16"):
-        build_model(vgg, 5)
+    assert model.classifier.weight.std().item() == pytest.approx(0.01, rel=0.1)  # new: N(0, 0.01^2), as the paper
+    for other, why in (("backbone=vgg16", "its backbone is mobilenet_v2 at output stride 16, not this run's vgg16"),
+                       ("output_stride=8", "at output stride 16, not this run's mobilenet_v2 at 8")):  # fmt: skip
+        with pytest.raises(ValueError, match=why):
+            build_model(cfg.with_overrides([other]), 5)

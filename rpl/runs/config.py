@@ -200,6 +200,11 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
 
     @property
+    def weights_from_run(self) -> bool:
+        """Whether ``weights`` names a run folder, whose trained backbone the run starts from."""
+        return self.weights not in ("imagenet", "none")
+
+    @property
     def reads_skip(self) -> bool:
         """Whether the model reads the backbone's stride/2 features too: the FCN's skip, or the
         region layers' second level (``levels=2``)."""
@@ -288,20 +293,55 @@ PRESETS = {
 }
 
 
+def read_checkpoint(path) -> dict:
+    """A checkpoint's contents (model, optimizer, epoch, seconds, config), read without running
+    any code it might hold (``weights_only``); a file that is truncated, empty or not written by
+    ``train`` raises a ValueError naming it."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError... by the fault
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({reason[:120]}): truncated, or not written by "
+            "`python -m rpl train`; retrain the run or restore the file"
+        ) from None
+    missing = {"model", "optimizer", "epoch", "config"} - (set(state) if isinstance(state, dict) else set())
+    if missing:
+        raise ValueError(
+            f"{path} is not an rpl checkpoint (no {', '.join(sorted(missing))}); retrain the run or restore the file"
+        )
+    return state
+
+
 def run_checkpoint(run) -> Path:
-    """A run folder's final checkpoint, as ``weights=<run folder>`` reads it."""
+    """The checkpoint of a finished run folder (``train.json`` written), as ``weights=<run
+    folder>`` reads it."""
     path = Path(run) / "checkpoint.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"weights={run}: expected a trained run folder holding checkpoint.pt, found none")
+    if not path.is_file() or not (Path(run) / "train.json").is_file():
+        raise FileNotFoundError(
+            f"weights={run}: expected 'imagenet', 'none' or a finished run folder (checkpoint.pt and "
+            "train.json), found no finished run there"
+        )
     return path
 
 
-def backbone_state(run) -> dict:
-    """The backbone's weights (a state dict) from a run folder's checkpoint: the transfer test
-    starts a run from another run's trained backbone (``weights=<run folder>``)."""
-    path = run_checkpoint(run)
-    state = torch.load(path, map_location="cpu", weights_only=False)["model"]
-    backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+def backbone_state(cfg: TrainConfig) -> dict:
+    """The backbone's weights (a state dict) from the checkpoint of the run folder ``cfg.weights``
+    names: the transfer test starts a run from another run's trained backbone. A source with
+    another backbone or output stride is refused (dilation is not in the weights)."""
+    path = run_checkpoint(cfg.weights)
+    state = read_checkpoint(path)
+    source = state["config"]
+    theirs = (source.get("backbone", "mobilenet_v2"), source.get("output_stride", 16))
+    if theirs != (cfg.backbone, cfg.output_stride):
+        raise ValueError(
+            f"weights={cfg.weights}: its backbone is {theirs[0]} at output stride {theirs[1]}, not this run's "
+            f"{cfg.backbone} at {cfg.output_stride}"
+        )
+    backbone = {k.removeprefix("backbone."): v for k, v in state["model"].items() if k.startswith("backbone.")}
     if not backbone:
         raise ValueError(f"{path}: expected a model with a backbone, found no backbone.* weights")
     return backbone
@@ -323,15 +363,13 @@ def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
     """The run's model, its backbone from ``cfg.weights`` (ImageNet, random, or a run folder's
     trained backbone) when ``pretrained``; without, every weight is left for a checkpoint."""
     weights = "imagenet" if pretrained and cfg.weights == "imagenet" else None
+    trained = backbone_state(cfg) if pretrained and cfg.weights_from_run else None  # checked before any work
     if cfg.backbone == "mobilenet_v2":
         backbone = mobilenet_v2(weights, cfg.output_stride)
     else:
         backbone = vgg16(weights)
-    if pretrained and cfg.weights not in ("imagenet", "none"):
-        try:
-            backbone.load_state_dict(backbone_state(cfg.weights))
-        except RuntimeError as e:
-            raise ValueError(f"weights={cfg.weights}: its backbone is not this run's {cfg.backbone}") from e
+    if trained is not None:
+        backbone.load_state_dict(trained)
     if cfg.model == "fcn":
         return FCN(backbone, num_classes, cfg.alignment, skip=cfg.fcn_skip)
     return E2S2(backbone, num_classes, cfg.model_config())

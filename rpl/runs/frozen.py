@@ -12,8 +12,18 @@ from tqdm.auto import tqdm
 
 from ..files import FileLock, atomic, remove_temporaries
 from ..proposals import cache_root as cache_root_of
-from .config import TrainConfig, run_checkpoint
+from .config import TrainConfig
 from .prepare import prepare, resized_shape
+
+
+def backbone_hash(state: dict) -> str:
+    """12 hex digits of the SHA-1 of a backbone's weights (its state dict: names and values, in
+    order): what a trained backbone's cached features are filed under."""
+    digest = hashlib.sha1()
+    for name, value in state.items():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 class FrozenFeatures:
@@ -29,9 +39,7 @@ class FrozenFeatures:
     def __init__(self, model, dataset, cfg: TrainConfig, cache_root=None, progress: bool = True, device="cpu"):
         names = "\n".join(dataset.names).encode()
         stride = "" if cfg.output_stride == 16 else f"-os{cfg.output_stride}"
-        weights = cfg.weights
-        if weights not in ("imagenet", "none"):  # a run folder's backbone: named by its checkpoint's bytes
-            weights = "run" + hashlib.sha1(run_checkpoint(weights).read_bytes()).hexdigest()[:12]
+        weights = f"run{backbone_hash(model.backbone.state_dict())}" if cfg.weights_from_run else cfg.weights
         key = f"{cfg.backbone}{stride}-{weights}-size{cfg.image_size}-{hashlib.sha1(names).hexdigest()[:12]}"
         path = cache_root_of(cache_root) / "features" / dataset.key / f"{dataset.split}-{key}.npy"
         parts = [("features", path)]

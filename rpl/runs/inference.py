@@ -22,7 +22,7 @@ from ..data import Sample, dataset_card, dataset_key
 from ..files import write_json
 from ..metrics import ConfusionMatrix, boundary_mask
 from ..proposals import ProposalCache, ProposalConfig, selective_search
-from .config import LEGACY, TrainConfig, build_model
+from .config import LEGACY, TrainConfig, build_model, read_checkpoint
 from .prepare import load_dataset, prepare, subset, training_images
 
 
@@ -89,29 +89,6 @@ def check_trained_on(
     another data set's key; checkpoints without a key pass."""
     if key is not None and key != other:
         raise ValueError(f"{what} was trained on the data set {key!r}, not on {other!r} {remedy}")
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """A checkpoint's contents (model, optimizer, epoch, seconds, config), read without running
-    any code it might hold (``weights_only``); a file that is truncated, empty or not written by
-    ``train`` raises a ValueError naming it."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError... by the fault
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(
-            f"{path} is not a readable checkpoint ({reason[:120]}): truncated, or not written by "
-            "`python -m rpl train`; retrain the run or restore the file"
-        ) from None
-    missing = {"model", "optimizer", "epoch", "config"} - (set(state) if isinstance(state, dict) else set())
-    if missing:
-        raise ValueError(
-            f"{path} is not an rpl checkpoint (no {', '.join(sorted(missing))}); retrain the run or restore the file"
-        )
-    return state
 
 
 def describe_dataset(dataset) -> dict:

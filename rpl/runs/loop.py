@@ -29,7 +29,7 @@ from .. import losses
 from ..files import FileLock, atomic, remove_temporaries, write_json, write_text
 from ..proposals import ProposalCache
 from .config import TrainConfig, build_model, config_differences
-from .frozen import FrozenFeatures
+from .frozen import FrozenFeatures, backbone_hash
 from .inference import check_classes, check_trained_on, describe_dataset, read_checkpoint
 from .prepare import load_dataset, prepare, subset
 
@@ -238,7 +238,15 @@ def _train(
             raise ValueError(f"{checkpoint} was trained with another configuration ({changed})")
         check_classes(state.get("classes"), dataset)
         check_trained_on(state.get("dataset_key"), dataset.key, str(checkpoint), "(resume it on the same images)")
+        source = backbone_hash(model.backbone.state_dict()) if cfg.weights_from_run and cfg.freeze_backbone else None
         model.load_state_dict(state["model"])
+        if (
+            source and backbone_hash(model.backbone.state_dict()) != source
+        ):  # its cached features are the new backbone's
+            raise ValueError(
+                f"{checkpoint} started from another backbone than weights={cfg.weights} holds now (retrained "
+                "since?); delete the run to rerun it"
+            )
         optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
         start_epoch, seconds = state["epoch"], state["seconds"]
         if rank == 0:
