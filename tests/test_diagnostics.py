@@ -6,7 +6,15 @@ import torch
 
 from rpl.__main__ import main
 from rpl.data.base import Sample
-from rpl.report.diagnostics import WATCHED, recipe_table, region_majorities, upper_bounds, winning_regions
+from rpl.report.diagnostics import (
+    HEADS,
+    WATCHED,
+    head_table,
+    recipe_table,
+    region_majorities,
+    upper_bounds,
+    winning_regions,
+)
 from rpl.proposals import RegionSet
 from rpl.runs import evaluate
 
@@ -215,3 +223,33 @@ def test_recipe_table_reads_results_and_diagnostics(tmp_path):
     assert table.loc["recipe3_bins", "test + GT regions class"] == 35.0
     assert (table.loc["recipe3_bins", "preset"], table.loc["recipe3_bins", "epochs"]) == ("ablation", 10)
     assert table.loc["recipe3_bins", WATCHED[0]] == 25.0
+
+
+def test_the_head_table_puts_each_model_on_its_three_backbones_with_seed_means(tmp_path):
+    """head_table: one row per HEADS entry; frozen ImageNet, the FCN's tuned backbone frozen, and
+    fine-tuned, means over seeds; "–" seeds and NaN where a run is missing or not defined."""
+
+    def result(name, class_accuracy, boundary):
+        payload = {
+            "all": {"class_accuracy": class_accuracy, "global_accuracy": 0.7},
+            "boundary": {"class_accuracy": boundary, "global_accuracy": 0.6},
+            "config": {"preset": "cpu"},
+        }
+        (tmp_path / f"{name}.json").write_text(json.dumps(payload))
+
+    result("frozen_fcn", 0.50, 0.40)
+    result("transfer_fcn", 0.58, 0.45)
+    result("fcn_cpu", 0.60, 0.50)
+    result("fcn_cpu_seed1", 0.70, 0.60)
+    result("frozen_linear-1x1", 0.52, 0.42)
+    table = head_table(tmp_path).set_index("after the backbone")
+    assert list(table.index) == [what for what, *_ in HEADS]
+    fcn = table.loc[HEADS[0][0]]
+    assert fcn["ImageNet, frozen: class"] == pytest.approx(50)
+    assert fcn["the fine-tuned FCN's, frozen: boundary class"] == pytest.approx(45)
+    assert fcn["fine-tuned: class"] == pytest.approx(65) and fcn["fine-tuned: boundary class"] == pytest.approx(55)
+    assert fcn["seeds"] == "1 / 1 / 2" and fcn["fine-tuning gives (class)"] == pytest.approx(15)
+    no_skip = table.loc[HEADS[1][0]]  # no transfer run defined, none run
+    assert no_skip["seeds"] == "– / – / –" and np.isnan(no_skip["fine-tuned: class"])
+    linear = table.loc[next(what for what, frozen, *_ in HEADS if frozen == "frozen_linear-1x1")]
+    assert linear["ImageNet, frozen: class"] == pytest.approx(52) and linear["seeds"] == "1 / – / –"

@@ -32,6 +32,7 @@ __all__ = [
     "gradient_figure",
     "head_table",
     "HEADS",
+    "BACKBONES",
     "gradient_rows",
     "GRADIENT_MODELS",
     "WATCHED",
@@ -284,38 +285,58 @@ def recipe_table(results_dir="results", references=("e2s2_cpu", "fcn_cpu", "fcn_
 # fine-tuned experiment), each frozen row trained 10 epochs on cached features, each fine-tuned
 # row 5 epochs of the whole network.
 HEADS = (
-    ("FCN: 1×1 classifiers at stride 16 and 8, upsampled", "frozen_fcn", "fcn_cpu"),
+    ("FCN: 1×1 classifiers at stride 16 and 8, upsampled", "frozen_fcn", "transfer_fcn", "fcn_cpu"),
+    ("FCN without its skip: one 1×1 classifier at stride 16", "frozen_fcn_no-skip", None, "fcn_cpu_no-skip"),
     (
         "region model, old head: 1×1 neck to 128, 7×7 bins, random fc6/fc7 of 512 with dropout",
         "ablation_both-separate",
+        None,
         "e2s2_cpu_fc512",
     ),
     (
         "region model, linear head: each region's max per channel, then the classifier (the cpu preset)",
         "frozen_linear-1x1",
+        "transfer_linear-1x1",
         "e2s2_cpu",
     ),
+    (
+        "region model, linear head reading the stride-8 features too (levels=2)",
+        "frozen_linear-1x1-levels-2",
+        "transfer_linear-1x1-levels-2",
+        "e2s2_cpu_linear-1x1-levels-2",
+    ),
+    (
+        "region model, MobileNetV2's ImageNet 1×1 conv to 1280 channels, then the linear head",
+        "frozen_imagenet-1280",
+        None,
+        "e2s2_cpu_imagenet-1280",
+    ),
+    ("region model, 7×7 bins straight to the classifier", "frozen_linear-7x7", None, "e2s2_cpu_linear-7x7"),
 )
+# The columns of :func:`head_table`: each model on three backbones.
+BACKBONES = ("ImageNet, frozen", "the fine-tuned FCN's, frozen", "fine-tuned")
 
 
 def head_table(results_dir="results"):
-    """The frozen-versus-fine-tuned comparison of :data:`HEADS` (pandas DataFrame, percentages,
-    means over seeds): class and 4-px boundary class accuracy of each, the seed counts, and
-    what fine-tuning gives in class accuracy."""
+    """The comparison of :data:`HEADS` on the three backbones of :data:`BACKBONES` (pandas
+    DataFrame, percentages, means over seeds; "–"/NaN where not run): class and 4-px boundary
+    class accuracy of each, the seed counts, and what fine-tuning gives in class accuracy."""
     import pandas as pd
 
     from ..experiments import load_results
     from .tables import _ours
 
     results = load_results(results_dir)
+    nan = {"ours": float("nan"), "seeds": 0}
     rows = []
-    for what, frozen, tuned in HEADS:
-        row = {"after the backbone": what}
-        for label, experiment in (("frozen", frozen), ("fine-tuned", tuned)):
+    for what, *runs in HEADS:
+        row, seeds = {"after the backbone": what}, []
+        for label, experiment in zip(BACKBONES, runs):
             for key, short in (("class_accuracy", "class"), ("boundary_class_accuracy", "boundary class")):
-                row[f"{label}: {short}"] = _ours(results, experiment, key)["ours"]
-            row[f"{label}: seeds"] = _ours(results, experiment, "class_accuracy")["seeds"]
-        row["fine-tuning gives (class)"] = row["fine-tuned: class"] - row["frozen: class"]
+                row[f"{label}: {short}"] = (_ours(results, experiment, key) if experiment else nan)["ours"]
+            seeds.append(str((_ours(results, experiment, "class_accuracy") if experiment else nan)["seeds"] or "–"))
+        row["seeds"] = " / ".join(seeds)
+        row["fine-tuning gives (class)"] = row["fine-tuned: class"] - row["ImageNet, frozen: class"]
         rows.append(row)
     return pd.DataFrame.from_records(rows)
 
