@@ -248,8 +248,13 @@ def test_the_head_table_puts_each_model_on_its_three_backbones_with_seed_means(t
     assert fcn["ImageNet, frozen: class"] == pytest.approx(50)
     assert fcn["the fine-tuned FCN's, frozen: boundary class"] == pytest.approx(45)
     assert fcn["fine-tuned: class"] == pytest.approx(65) and fcn["fine-tuned: boundary class"] == pytest.approx(55)
-    assert fcn["seeds"] == "1 / 1 / 2" and fcn["fine-tuning gives (class)"] == pytest.approx(15)
+    assert fcn["seeds (frozen / transfer / tuned)"] == "1 / 1 / 2" and fcn[
+        "fine-tuning gives (class)"
+    ] == pytest.approx(15)
     no_skip = table.loc[HEADS[1][0]]  # no transfer run defined, none run
-    assert no_skip["seeds"] == "– / – / –" and np.isnan(no_skip["fine-tuned: class"])
+    assert no_skip["seeds (frozen / transfer / tuned)"] == "– / – / –" and np.isnan(no_skip["fine-tuned: class"])
     linear = table.loc[next(what for what, frozen, *_ in HEADS if frozen == "frozen_linear-1x1")]
-    assert linear["ImageNet, frozen: class"] == pytest.approx(52) and linear["seeds"] == "1 / – / –"
+    assert (
+        linear["ImageNet, frozen: class"] == pytest.approx(52)
+        and linear["seeds (frozen / transfer / tuned)"] == "1 / – / –"
+    )

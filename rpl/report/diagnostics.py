@@ -335,7 +335,7 @@ def head_table(results_dir="results"):
             for key, short in (("class_accuracy", "class"), ("boundary_class_accuracy", "boundary class")):
                 row[f"{label}: {short}"] = (_ours(results, experiment, key) if experiment else nan)["ours"]
             seeds.append(str((_ours(results, experiment, "class_accuracy") if experiment else nan)["seeds"] or "–"))
-        row["seeds"] = " / ".join(seeds)
+        row["seeds (frozen / transfer / tuned)"] = " / ".join(seeds)
         row["fine-tuning gives (class)"] = row["fine-tuned: class"] - row["ImageNet, frozen: class"]
         rows.append(row)
     return pd.DataFrame.from_records(rows)
