@@ -458,8 +458,7 @@ def reproduce(
                 log(f"{header}: done ({result})")
                 continue
             cfg = experiment.config(seed, quick, runs_dir)
-            saved = folder / "config.json"
-            stale = saved.is_file() and _stale(json.loads(saved.read_text()), cfg)
+            stale = _folder_stale(folder, cfg)
             if stale:
                 log(f"{header}: {folder} holds a run with other settings ({stale}); delete it to rerun")
                 continue
@@ -511,8 +510,7 @@ def _train_source(experiment, cfg, quick, runs_dir, log, train_kwargs) -> bool:
     from .runs import train
 
     folder, wanted = Path(cfg.weights), EXPERIMENTS[experiment.backbone_from].config(0, quick, runs_dir)
-    saved = folder / "config.json"
-    stale = saved.is_file() and _stale(json.loads(saved.read_text()), wanted)
+    stale = _folder_stale(folder, wanted)
     if stale:
         log(f"{folder}, the run whose backbone it starts from, holds other settings ({stale}); delete it to rerun")
         return False
@@ -545,6 +543,13 @@ def _source_changed(saved: dict, cfg) -> str:
         return ""
     now = _source_backbone(cfg)["backbone_sha1"]
     return "" if now == record["backbone_sha1"] else f"{cfg.weights} was retrained since"
+
+
+def _folder_stale(folder: Path, cfg) -> str:
+    """How the run in ``folder`` (its ``config.json``) differs from ``cfg``; "" when it does not
+    or the folder holds no run yet."""
+    saved = folder / "config.json"
+    return _stale(json.loads(saved.read_text()), cfg) if saved.is_file() else ""
 
 
 def _stale(config: dict, cfg) -> str:
@@ -660,8 +665,8 @@ def finished_run(runs_dir, experiment: str, quick: bool = False) -> Path | None:
     count), or None."""
     for name, seed in EXPERIMENTS[experiment].runs(quick):
         folder = Path(runs_dir) / name
-        if (folder / "train.json").is_file():
-            saved = json.loads((folder / "config.json").read_text())
-            if not _stale(saved, EXPERIMENTS[experiment].config(seed, quick, runs_dir)):
-                return folder
+        if (folder / "train.json").is_file() and not _folder_stale(
+            folder, EXPERIMENTS[experiment].config(seed, quick, runs_dir)
+        ):
+            return folder
     return None

@@ -327,14 +327,17 @@ def head_table(results_dir="results"):
     from .tables import _ours
 
     results = load_results(results_dir)
-    nan = {"ours": float("nan"), "seeds": 0}
+
+    def ours(experiment, key):  # an undefined run (None) reads as one not run
+        return _ours(results, experiment, key) if experiment else {"ours": float("nan"), "seeds": 0}
+
     rows = []
     for what, *runs in HEADS:
         row, seeds = {"after the backbone": what}, []
         for label, experiment in zip(BACKBONES, runs):
             for key, short in (("class_accuracy", "class"), ("boundary_class_accuracy", "boundary class")):
-                row[f"{label}: {short}"] = (_ours(results, experiment, key) if experiment else nan)["ours"]
-            seeds.append(str((_ours(results, experiment, "class_accuracy") if experiment else nan)["seeds"] or "–"))
+                row[f"{label}: {short}"] = ours(experiment, key)["ours"]
+            seeds.append(str(ours(experiment, "class_accuracy")["seeds"] or "–"))
         row["seeds (frozen / transfer / tuned)"] = " / ".join(seeds)
         row["fine-tuning gives (class)"] = row["fine-tuned: class"] - row["ImageNet, frozen: class"]
         rows.append(row)
