@@ -371,7 +371,7 @@ EXPERIMENTS |= {
                 description=f"on the frozen backbone the fine-tuned FCN (fcn_cpu) left: {what}",
             )
             for name, changes, what in _HEADS
-            if name in ("linear-1x1", "linear-1x1-levels-2")
+            if name != "levels-2"
         ),
         *(
             Experiment(

@@ -188,3 +188,26 @@ def test_weights_from_a_run_folder_start_the_backbone_from_its_checkpoint(tmp_pa
                        ("output_stride=8", "at output stride 16, not this run's mobilenet_v2 at 8")):  # fmt: skip
         with pytest.raises(ValueError, match=why):
             build_model(cfg.with_overrides([other]), 5)
+
+
+def test_imagenet_neck_on_a_run_folders_backbone(tmp_path, monkeypatch):
+    """neck_init=imagenet with weights=<run folder> (the transfer test of that head): the backbone
+    is the run's, the neck ImageNet's 1x1 convolution to 1280 all the same."""
+    real = pytest.importorskip("conftest")._real_data_dir("weights")
+    monkeypatch.setenv("RPL_WEIGHTS", str(real))
+    torch.manual_seed(0)
+    source_cfg = TrainConfig(model="fcn", weights="none")
+    source = build_model(source_cfg, 5)
+    run = tmp_path / "fcn"
+    run.mkdir()
+    checkpoint = {"model": source.state_dict(), "optimizer": {}, "epoch": 1, "config": dataclasses.asdict(source_cfg)}
+    torch.save(checkpoint, run / "checkpoint.pt")
+    (run / "train.json").write_text("{}")
+    cfg = PRESETS["ablation"].with_overrides([f"weights={run}", "neck=1280", "neck_init=imagenet", "head=0", "bins=1"])
+    model = build_model(cfg, 5)
+    for name, value in source.backbone.state_dict().items():
+        torch.testing.assert_close(model.backbone.state_dict()[name], value)
+    imagenet = E2S2(mobilenet_v2(), 5, ModelConfig(neck=1280, neck_init="imagenet", head=0, bins=1))
+    x = torch.randn(1, 320, 3, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model.neck(x), imagenet.neck(x))

@@ -308,10 +308,15 @@ HEADS = (
     (
         "region model, MobileNetV2's ImageNet 1×1 conv to 1280 channels, then the linear head",
         "frozen_imagenet-1280",
-        None,
+        "transfer_imagenet-1280",
         "e2s2_cpu_imagenet-1280",
     ),
-    ("region model, 7×7 bins straight to the classifier", "frozen_linear-7x7", None, "e2s2_cpu_linear-7x7"),
+    (
+        "region model, 7×7 bins straight to the classifier",
+        "frozen_linear-7x7",
+        "transfer_linear-7x7",
+        "e2s2_cpu_linear-7x7",
+    ),
 )
 # The columns of :func:`head_table`: each model on three backbones.
 BACKBONES = ("ImageNet, frozen", "the fine-tuned FCN's, frozen", "fine-tuned")

@@ -160,10 +160,10 @@ class TrainConfig:
                 "its ImageNet backbone, fewer than epochs (not with model=fcn, freeze_backbone or "
                 "weights=none)"
             )
-        if self.neck_init == "imagenet" and (self.backbone != "mobilenet_v2" or self.weights != "imagenet"):
+        if self.neck_init == "imagenet" and (self.backbone != "mobilenet_v2" or self.weights == "none"):
             raise ValueError(
                 "neck_init=imagenet is MobileNetV2's own last ImageNet layer: it needs backbone=mobilenet_v2 "
-                f"and weights=imagenet, got backbone={self.backbone}, weights={self.weights}"
+                f"and weights=imagenet or a run folder, got backbone={self.backbone}, weights={self.weights}"
             )
         self.color_spaces = tuple(self.color_spaces)
         self.model_config()  # validates pooling/combine/order
@@ -361,8 +361,10 @@ def config_differences(saved: dict, cfg: TrainConfig) -> str:
 
 def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
     """The run's model, its backbone from ``cfg.weights`` (ImageNet, random, or a run folder's
-    trained backbone) when ``pretrained``; without, every weight is left for a checkpoint."""
-    weights = "imagenet" if pretrained and cfg.weights == "imagenet" else None
+    trained backbone) when ``pretrained``; without, every weight is left for a checkpoint. On a
+    run folder's backbone, ``neck_init=imagenet`` still starts the neck from ImageNet's layer."""
+    imagenet_neck = cfg.weights_from_run and cfg.neck_init == "imagenet"
+    weights = "imagenet" if pretrained and (cfg.weights == "imagenet" or imagenet_neck) else None
     trained = backbone_state(cfg) if pretrained and cfg.weights_from_run else None  # checked before any work
     if cfg.backbone == "mobilenet_v2":
         backbone = mobilenet_v2(weights, cfg.output_stride)
