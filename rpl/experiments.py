@@ -183,6 +183,12 @@ EXPERIMENTS = {
             ("model=fcn", "loss=unbalanced"),
             description="the same FCN with the unbalanced loss (the authors' FCN default)",
         ),
+        Experiment(
+            "e2s2_cpu_unbalanced",
+            "cpu",
+            ("loss=unbalanced",),
+            description="the cpu preset's region model with the unbalanced loss, beside the FCN's",
+        ),
         Experiment("ablation_free-form", "ablation", seeds=(0, 1, 2), description="free-form pooling (region)"),
         Experiment("ablation_box", "ablation", ("pooling=box",), (0, 1, 2), "box pooling (Fast R-CNN)"),
         Experiment(
@@ -328,6 +334,13 @@ EXPERIMENTS |= {
             ("model=fcn", "loss=unbalanced"),
             group="diagnosis",
             description="the FCN on the frozen backbone with the unbalanced loss",
+        ),
+        Experiment(
+            "frozen_linear-1x1_unbalanced",
+            "ablation",
+            (*_SEPARATE, *_LINEAR_1X1, "loss=unbalanced"),
+            group="diagnosis",
+            description="the cpu preset's region model on the frozen backbone with the unbalanced loss",
         ),
         Experiment(
             "frozen_fcn_no-skip",

@@ -48,6 +48,9 @@ OURS = {
     # layers after the backbone give alone, before fine-tuning moves it.
     ("Table 3", "FCN-16s, balanced loss, frozen backbone"): "frozen_fcn",
     ("Table 3", "Ours, frozen backbone"): "frozen_linear-1x1",
+    ("Table 3", "Ours, unbalanced loss"): "e2s2_cpu_unbalanced",
+    ("Table 3", "FCN-16s, unbalanced loss, frozen backbone"): "frozen_fcn_unbalanced",
+    ("Table 3", "Ours, unbalanced loss, frozen backbone"): "frozen_linear-1x1_unbalanced",
     ("Table 3", "Ours, PASCAL Context"): "pascal-context_cpu",
     ("Table 4", "Box (bbox)"): "ablation_box",
     ("Table 4", "Free-form (region)"): "ablation_free-form",
