@@ -29,6 +29,7 @@ __all__ = [
     "run_lock",
     "reproduce",
     "load_results",
+    "seed_ranges",
     "QUICK_RUNS",
     "QUICK_RESULTS",
     "compare",
@@ -384,7 +385,7 @@ EXPERIMENTS |= {
                 description=f"on the frozen backbone the fine-tuned FCN (fcn_cpu) left: {what}",
             )
             for name, changes, what in _HEADS
-            if name != "levels-2"
+            if name != "levels-2"  # the old head on two levels, not a head of HEADS
         ),
         *(
             Experiment(
@@ -591,6 +592,20 @@ def seed_results(results: dict, name: str) -> list[dict]:
     return [results[name]] if name in results else []
 
 
+def seed_ranges(results: dict, key: str = "class_accuracy") -> dict[str, float]:
+    """{preset: the largest range (max - min, points) of ``key`` over the seeds of any experiment
+    of that preset with several}: the seed-to-seed spread one run of the preset can show, the
+    noise a difference between single runs is judged against."""
+    from .report.tables import measure
+
+    ranges = {}
+    for e in EXPERIMENTS.values():
+        values = [measure(p, key) for p in seed_results(results, e.name)]
+        if len(values) > 1:
+            ranges[e.preset] = max(ranges.get(e.preset, 0.0), max(values) - min(values))
+    return ranges
+
+
 def compare(rerun_dir, committed_dir="results", groups=("paper",)):
     """A rerun's results beside the committed ones and the paper's: one row per experiment of
     ``groups`` with a rerun results file (pandas DataFrame, percentages), class / global /
@@ -611,11 +626,7 @@ def compare(rerun_dir, committed_dir="results", groups=("paper",)):
     keys = ("class_accuracy", "global_accuracy", "boundary_class_accuracy")
     seeds = seed_results
 
-    ranges = {}
-    for e in EXPERIMENTS.values():
-        values = [measure(p, "class_accuracy") for p in seeds(committed, e.name)]
-        if len(values) > 1:
-            ranges.setdefault(e.preset, []).append(max(values) - min(values))
+    ranges = seed_ranges(committed)
     rows = []
     for e in EXPERIMENTS.values():
         again = seeds(rerun, e.name)
@@ -631,8 +642,8 @@ def compare(rerun_dir, committed_dir="results", groups=("paper",)):
             row[f"{short}: committed"] = sum(measure(p, key) for p in before) / len(before) if before else float("nan")
             row[f"{short}: paper"] = paper.get(key, float("nan"))
         values = [measure(p, "class_accuracy") for p in before]
-        typical = ranges.get(e.preset) or [r for rs in ranges.values() for r in rs] or [0.0]
-        spread = max(values) - min(values) if len(values) > 1 else max(typical)
+        typical = ranges.get(e.preset, max(ranges.values(), default=0.0))
+        spread = max(values) - min(values) if len(values) > 1 else typical
         diff = row["class: rerun"] - row["class: committed"]
         row["spread"] = spread
         if presets == ["quick"]:  # a handful of images for one epoch: nothing to judge

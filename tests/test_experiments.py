@@ -247,6 +247,24 @@ def test_tables_and_claims_from_results_files(tmp_path):
     assert "| Table 3 | FCN-16s, PASCAL Context | class acc. | 48.1 | – |  | needs the PASCAL Context" in text
 
 
+def test_claims_between_single_runs_are_judged_against_their_presets_seed_spread(tmp_path):
+    """Two single runs: the noise is the largest seed range, in the claim's measure, of any
+    experiment of their preset with several seeds (here ablation_box's 3 global points)."""
+    from rpl.experiments import seed_ranges
+
+    for seed, accuracy in enumerate((0.50, 0.53)):
+        _write_result(tmp_path, "ablation_box" + (f"_seed{seed}" if seed else ""), 0.3, global_accuracy=accuracy)
+    _write_result(tmp_path, "ablation_box-unbalanced", 0.3, global_accuracy=0.62)
+    _write_result(tmp_path, "ablation_baseline", 0.3, global_accuracy=0.60)
+    results = tables.load_results(tmp_path)
+    assert seed_ranges(results, "global_accuracy") == {"ablation": pytest.approx(3.0)}
+    claim = "end to end beats the baseline, both box pooling (Sec. 4.3)"
+    row = verdicts_of(results).set_index("claim").loc[claim]
+    assert (row["ours A - B"], row["seed range"], row["reproduces"]) == ("2.0", "3.0", "within noise")
+    _write_result(tmp_path, "ablation_baseline", 0.3, global_accuracy=0.55)
+    assert verdicts_of(tables.load_results(tmp_path)).set_index("claim").loc[claim, "reproduces"] == "yes"
+
+
 def _transcribed(md: str, title: str) -> list[tuple]:
     """(method [ref] year, numbers...) of a table of ../shared/paper/tables.md, "Ours" left out."""
     section = md.split(f"## {title} ")[1].split("\n## ")[0]

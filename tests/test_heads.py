@@ -161,20 +161,28 @@ def test_backbone_gradients_per_block(env):
         backbone_gradients(model, cfg, images=3, images_per_step=2)
 
 
-def test_weights_from_a_run_folder_start_the_backbone_from_its_checkpoint(tmp_path):
-    """weights=<run folder> (the transfer test): the backbone is that run's trained backbone, the
-    layers after it are new; an unfinished folder, or one with another backbone or output stride,
-    is refused before the model is built."""
+def _fcn_run(folder, finished=True):
+    """A run folder holding an FCN checkpoint whose backbone is unlike any initialisation (a
+    finished run: train.json written, unless not ``finished``); returns (folder, the FCN)."""
     torch.manual_seed(0)
     source_cfg = TrainConfig(model="fcn", weights="none")
     source = build_model(source_cfg, 5)
     with torch.no_grad():
         for p in source.backbone.parameters():
-            p.add_(1.0)  # unlike any initialisation
-    run = tmp_path / "fcn"
-    run.mkdir()
+            p.add_(1.0)
+    folder.mkdir()
     checkpoint = {"model": source.state_dict(), "optimizer": {}, "epoch": 1, "config": dataclasses.asdict(source_cfg)}
-    torch.save(checkpoint, run / "checkpoint.pt")
+    torch.save(checkpoint, folder / "checkpoint.pt")
+    if finished:
+        (folder / "train.json").write_text("{}")
+    return folder, source
+
+
+def test_weights_from_a_run_folder_start_the_backbone_from_its_checkpoint(tmp_path):
+    """weights=<run folder> (the transfer test): the backbone is that run's trained backbone, the
+    layers after it are new; an unfinished folder, or one with another backbone or output stride,
+    is refused before the model is built."""
+    run, source = _fcn_run(tmp_path / "fcn", finished=False)
     cfg = PRESETS["ablation"].with_overrides([f"weights={run}", "head=0", "neck=0", "bins=1"])
     with pytest.raises(FileNotFoundError, match="expected 'imagenet', 'none' or a finished run folder"):
         build_model(cfg, 5)  # no train.json: still training, or stopped
@@ -193,20 +201,17 @@ def test_weights_from_a_run_folder_start_the_backbone_from_its_checkpoint(tmp_pa
 def test_imagenet_neck_on_a_run_folders_backbone(tmp_path, monkeypatch):
     """neck_init=imagenet with weights=<run folder> (the transfer test of that head): the backbone
     is the run's, the neck ImageNet's 1x1 convolution to 1280 all the same."""
+    from rpl.runs.frozen import backbone_hash
+
     real = pytest.importorskip("conftest")._real_data_dir("weights")
     monkeypatch.setenv("RPL_WEIGHTS", str(real))
-    torch.manual_seed(0)
-    source_cfg = TrainConfig(model="fcn", weights="none")
-    source = build_model(source_cfg, 5)
-    run = tmp_path / "fcn"
-    run.mkdir()
-    checkpoint = {"model": source.state_dict(), "optimizer": {}, "epoch": 1, "config": dataclasses.asdict(source_cfg)}
-    torch.save(checkpoint, run / "checkpoint.pt")
-    (run / "train.json").write_text("{}")
+    run, source = _fcn_run(tmp_path / "fcn")
     cfg = PRESETS["ablation"].with_overrides([f"weights={run}", "neck=1280", "neck_init=imagenet", "head=0", "bins=1"])
     model = build_model(cfg, 5)
     for name, value in source.backbone.state_dict().items():
         torch.testing.assert_close(model.backbone.state_dict()[name], value)
+    # the frozen features are filed under the run's backbone, not ImageNet's loaded before it
+    assert backbone_hash(model.backbone.state_dict()) == backbone_hash(source.backbone.state_dict())
     imagenet = E2S2(mobilenet_v2(), 5, ModelConfig(neck=1280, neck_init="imagenet", head=0, bins=1))
     x = torch.randn(1, 320, 3, 3)
     with torch.no_grad():

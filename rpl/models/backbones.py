@@ -147,7 +147,7 @@ def _load(model: nn.Module, filename: str, tv_weights, name: str) -> None:
             raise FileNotFoundError(
                 f"ImageNet weights for {name} not found: no {filename} in {where}, and "
                 f"torchvision could not download {tv_weights} ({e}). Put a torchvision state dict "
-                f"at {WEIGHTS_ENV}/{filename}, or train from scratch (`--set weights=none`; weights=None here)."
+                f"at {WEIGHTS_ENV}/{filename}, or train from scratch (`--set weights=none`, not with neck_init=imagenet; weights=None here)."
             ) from e
     model.load_state_dict(state)
 

@@ -281,9 +281,10 @@ def recipe_table(results_dir="results", references=("e2s2_cpu", "fcn_cpu", "fcn_
     return table.round(1)
 
 
-# The models of the fine-tuning diagnosis: (what follows the backbone, frozen experiment,
-# fine-tuned experiment), each frozen row trained 10 epochs on cached features, each fine-tuned
-# row 5 epochs of the whole network.
+# The models of the fine-tuning diagnosis: (what follows the backbone, frozen experiment, transfer
+# experiment, fine-tuned experiment); the frozen and transfer rows trained 10 epochs on cached
+# features (ImageNet's backbone, the fine-tuned FCN's), the fine-tuned rows 5 epochs of the whole
+# network.
 HEADS = (
     ("FCN: 1×1 classifiers at stride 16 and 8, upsampled", "frozen_fcn", "transfer_fcn", "fcn_cpu"),
     ("FCN without its skip: one 1×1 classifier at stride 16", "frozen_fcn_no-skip", None, "fcn_cpu_no-skip"),

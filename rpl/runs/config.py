@@ -363,8 +363,7 @@ def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True):
     """The run's model, its backbone from ``cfg.weights`` (ImageNet, random, or a run folder's
     trained backbone) when ``pretrained``; without, every weight is left for a checkpoint. On a
     run folder's backbone, ``neck_init=imagenet`` still starts the neck from ImageNet's layer."""
-    imagenet_neck = cfg.weights_from_run and cfg.neck_init == "imagenet"
-    weights = "imagenet" if pretrained and (cfg.weights == "imagenet" or imagenet_neck) else None
+    weights = "imagenet" if pretrained and (cfg.weights == "imagenet" or cfg.neck_init == "imagenet") else None
     trained = backbone_state(cfg) if pretrained and cfg.weights_from_run else None  # checked before any work
     if cfg.backbone == "mobilenet_v2":
         backbone = mobilenet_v2(weights, cfg.output_stride)
