@@ -159,7 +159,7 @@ def claims(results: dict) -> pd.DataFrame:
                 "measure": MEASURE_NAMES[key],
                 "paper A - B": _cell(paper),
                 "ours A - B": _cell(diff),
-                "seed range": _cell(noise) if noise else "",
+                "seed range": _cell(noise) if noise and not math.isnan(diff) else "",
                 "reproduces": verdict,
                 "A": a,
                 "B": b,
