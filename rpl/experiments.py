@@ -326,6 +326,7 @@ EXPERIMENTS |= {
             "frozen_fcn",
             "ablation",
             ("model=fcn",),
+            seeds=(0, 1),
             group="diagnosis",
             description="the FCN on the frozen backbone: its two 1x1 classifiers alone (a linear probe with "
             "the stride-8 skip)",
@@ -334,6 +335,7 @@ EXPERIMENTS |= {
             "frozen_fcn_unbalanced",
             "ablation",
             ("model=fcn", "loss=unbalanced"),
+            seeds=(0, 1),
             group="diagnosis",
             description="the FCN on the frozen backbone with the unbalanced loss",
         ),
